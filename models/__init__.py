@@ -1,0 +1,1 @@
+"""sysdl models: the networks and the training jobs that produce the models being benchmarked."""

@@ -1,0 +1,83 @@
+"""Process-wide CPU settings for training, and the provenance written beside every result.
+
+``configure_cpu_runtime`` fixes the thread count and tells glibc's allocator to keep large
+blocks on its heap. By default glibc serves blocks over 128 KiB-32 MiB (a dynamic threshold)
+with a fresh ``mmap`` and returns them on free, so each training step's multi-megabyte
+activations and gradients are page-faulted in anew: torch.profiler showed ReLU's backward on
+a (128, 16, 26, 26) tensor taking ~10x its memory-bound time for that reason. Raising the mmap
+and trim thresholds keeps those pages mapped between steps. The math is untouched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+_M_TRIM_THRESHOLD = -1   # mallopt parameters from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+_KEEP_BYTES = 1 << 30
+
+
+def keep_large_allocations() -> bool:
+    """Ask glibc malloc to keep blocks up to 1 GiB on the heap; False where that is not glibc."""
+    name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 * _KEEP_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
+def configure_cpu_runtime(num_threads: int | None = None) -> dict:
+    """Fix torch's intra-op threads (default: all cores) and the allocator; returns what was set."""
+    import torch
+    threads = num_threads or os.cpu_count() or 1
+    if threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return {"torch_threads": threads, "malloc_keep_large": keep_large_allocations()}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance() -> dict:
+    """Hardware, versions, threads and commit: written beside every timing."""
+    import numpy
+    import torch
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "commit": git_commit(),
+    }
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        if var in os.environ:
+            info[var] = os.environ[var]
+    return info
