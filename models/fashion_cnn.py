@@ -126,8 +126,23 @@ class FashionCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._pool(F.relu(self.conv1(x)))    # (N, C1, H1, W1)
         x = self._pool(F.relu(self.conv2(x)))    # (N, C2, H2, W2)
-        x = F.relu(self.fc1(x.flatten(1)))       # (N, hidden)
+        x = F.relu(dense_on_feature_map(x, self.fc1.weight, self.fc1.bias))  # (N, hidden)
         return self.fc2(x)                       # (N, classes)
+
+
+def dense_on_feature_map(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``linear(x.flatten(1), weight, bias)`` for a (N, C, H, W) feature map: the same sum.
+
+    On the CPU it runs as a convolution whose kernel covers the whole map, weight viewed as
+    (out, C, H, W): oneDNN then computes it, forward and backward, with the widest vector
+    instructions the CPU has, where MKL's sgemm takes a narrower path on non-Intel CPUs. On
+    this machine (AMD EPYC, AVX-512) that made fc1's forward + backward 1.4x faster; elsewhere
+    (CUDA) the plain linear is used.
+    """
+    if x.device.type != "cpu":
+        return F.linear(x.flatten(1), weight, bias)
+    n, c, h, w = x.shape
+    return F.conv2d(x, weight.view(weight.shape[0], c, h, w), bias).flatten(1)  # (N, out)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -49,7 +49,7 @@ class TrainConfig:
     hflip: bool = True             # flip half the training images left-right each epoch
     seed: int = 0                  # weights, data order and flips
     device: str = "cpu"
-    eval_batch_size: int = 1000    # images per forward pass when evaluating
+    eval_batch_size: int = 256     # images per forward pass when evaluating (fastest here)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -148,7 +148,7 @@ def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torc
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1000, device="cpu") -> tuple[float, float]:
+def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device="cpu") -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over a whole split, model in eval mode."""
     model.eval()
     total_loss, correct = 0.0, 0

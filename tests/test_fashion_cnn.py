@@ -60,3 +60,21 @@ def test_init_methods(method):
     # Xavier/Kaiming scale with fan-in: the wide fc1 gets much smaller weights than conv1.
     if method.startswith(("xavier", "kaiming")):
         assert net.fc1.weight.std() < net.conv1.weight.std() / 5
+
+
+@pytest.mark.parametrize("shape, out", [((1, 3, 5, 7), 4), ((6, 16, 24, 24), 100), ((3, 2, 1, 9), 1)])
+def test_dense_on_feature_map_is_linear_on_the_flattened_map(shape, out):
+    """fc1 runs as a whole-map convolution on the CPU; values and gradients equal F.linear's."""
+    from models.fashion_cnn import dense_on_feature_map
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(out, x[0].numel(), dtype=torch.float64, requires_grad=True)
+    b = torch.randn(out, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(shape[0], out, dtype=torch.float64)
+    y = dense_on_feature_map(x, w, b)
+    expected = torch.nn.functional.linear(x.flatten(1), w, b)
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(y, (x, w, b), grad)
+    want = torch.autograd.grad(expected, (x, w, b), grad)
+    for g, e in zip(got, want):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,1 @@
+"""asv benchmarks of sysdl, one module per kernel family (see README, "Tracking speedups")."""
