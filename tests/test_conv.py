@@ -1,0 +1,97 @@
+"""sysdl_kernels.conv and .pool against PyTorch: hundreds of random awkward problems, both dtypes,
+numpy and torch inputs; plus im2col/col2im adjointness, the reference loops and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+
+from sysdl_kernels import conv, pool
+from tests.oracle import assert_close, check_conv, check_pool, conv2d_oracle, conv_cases, pool_cases
+
+LIBRARIES = {"numpy": lambda a: a, "torch": torch.from_numpy}
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("library", LIBRARIES)
+@settings(max_examples=300, deadline=None)
+@given(data=conv_cases())
+def test_conv2d_matches_torch(library, dtype, data):
+    case = {k: v.astype(dtype) if isinstance(v, np.ndarray) else v for k, v in data.items()}
+    check_conv(case, conv.conv2d, conv.conv2d_backward, LIBRARIES[library])
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("library", LIBRARIES)
+@settings(max_examples=300, deadline=None)
+@given(data=pool_cases())
+def test_pools_match_torch(kind, library, dtype, data):
+    case = {k: v.astype(dtype) if isinstance(v, np.ndarray) else v for k, v in data.items()}
+    if kind == "max":
+        check_pool(kind, case, pool.max_pool2d, pool.max_pool2d_backward, LIBRARIES[library])
+    else:
+        check_pool(kind, case, pool.avg_pool2d,
+                   lambda g, _state, x, *geometry: pool.avg_pool2d_backward(g, x, *geometry),
+                   LIBRARIES[library])
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=conv_cases())
+def test_reference_loops_match_torch(case):
+    geometry = {k: case[k] for k in ("stride", "padding", "dilation")}
+    expected = conv2d_oracle(case["x"], case["w"], case["b"], **geometry)[0]
+    assert_close(conv.conv2d_reference(case["x"], case["w"], case["b"], **geometry), expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=conv_cases())
+def test_col2im_is_the_adjoint_of_im2col(case):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: what makes the backward correct."""
+    x, (kh, kw) = case["x"], case["w"].shape[2:]
+    geometry = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    cols = conv.im2col(x, (kh, kw), **geometry)
+    probe = np.random.default_rng(1).standard_normal(cols.shape)
+    back = conv.col2im(probe, x.shape, (kh, kw), **geometry)
+    assert np.vdot(cols, probe) == pytest.approx(np.vdot(x, back), rel=1e-10)
+
+
+def test_fashion_mnist_shapes_torch_path_is_channels_last():
+    x = torch.randn(128, 16, 26, 26)
+    w, b = torch.randn(16, 16, 3, 3), torch.randn(16)
+    out = conv.conv2d_nhwc(x, w, b)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, torch.nn.functional.conv2d(x, w, b), rtol=1e-4, atol=1e-4)
+    assert conv.gemm_backend(x) in ("onednn", "blas")
+
+
+X = np.zeros((2, 3, 8, 6))
+W = np.zeros((4, 3, 3, 2))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: conv.conv2d(X[0], W), ValueError, r"x must have 4 dimensions, got 3"),
+    (lambda: conv.conv2d(X, W[:, :2]), ValueError, r"weight expects 2 input channels .* but x has 3"),
+    (lambda: conv.conv2d(X, np.zeros((4, 3, 9, 2))), ValueError, r"height: the kernel spans 9 pixels"),
+    (lambda: conv.conv2d(X, np.zeros((4, 3, 2, 4)), dilation=(1, 3)), ValueError, r"width: the kernel spans 10"),
+    (lambda: conv.conv2d(X, W, stride=0), ValueError, r"stride must be >= 1"),
+    (lambda: conv.conv2d(X, W, dilation=(1, 0)), ValueError, r"dilation must be >= 1"),
+    (lambda: conv.conv2d(X, W, padding=(0, -1)), ValueError, r"padding must be >= 0"),
+    (lambda: conv.conv2d(X, W, padding=(1, 2, 3)), ValueError, r"padding must be an int, \(pad_h, pad_w\)"),
+    (lambda: conv.conv2d(X.astype(np.int64), W), TypeError, r"x must be float32 or float64, got int64"),
+    (lambda: conv.conv2d(X, W.astype(np.float32)), TypeError, r"weight is float32 but the input is float64"),
+    (lambda: conv.conv2d(X, torch.zeros(4, 3, 3, 2, dtype=torch.float64)), TypeError, r"weight is a Tensor"),
+    (lambda: conv.conv2d(X, W, np.zeros(3)), ValueError, r"bias must have shape \(4,\), got \(3,\)"),
+    (lambda: conv.conv2d_backward(np.zeros((2, 4, 6, 4)), X, W), ValueError,
+     r"grad_out must have shape \(2, 4, 6, 5\), got \(2, 4, 6, 4\)"),
+    (lambda: conv.conv2d([[1.0]], W), TypeError, r"x must be a numpy array or a torch tensor, got list"),
+    (lambda: pool.max_pool2d(X, 3, padding=2), ValueError, r"padding \(2, 2\) must be at most half"),
+    (lambda: pool.avg_pool2d_backward(np.zeros((2, 3, 4, 4)), X, 2), ValueError,
+     r"grad_out must have shape \(2, 3, 4, 3\)"),
+])
+def test_bad_input_is_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
