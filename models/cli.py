@@ -2,12 +2,15 @@
 
     sysdl train [--epochs N] [--device cpu|cuda] [--data-dir DIR] [--no-track]
     sysdl bench-train [--rounds N]      # epoch time against a plain PyTorch loop
+    sysdl gradcheck [--backend numba]   # finite differences for every scratch layer
+    sysdl scratch overfit | converge | profile
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from dataclasses import fields
 
 from models.fashion_cnn import FashionCNNConfig
@@ -68,6 +71,72 @@ def cmd_bench_train(args) -> int:
     return bench_main(args)
 
 
+def cmd_gradcheck(args) -> int:
+    import pandas as pd
+    from sysdl_kernels.scratch.gradcheck import gradcheck
+
+    table = pd.DataFrame(gradcheck(backend=args.backend, seed=args.seed, samples=args.samples))
+    print(table.to_string(index=False, formatters={"max_rel_error": "{:.2e}".format}))
+    worst = table["max_rel_error"].max()
+    verdict = "PASS" if worst < args.threshold else "FAIL"
+    print(f"\nworst relative error {worst:.2e}: {verdict} (threshold {args.threshold:g}, float64, centred differences)")
+    return 0 if verdict == "PASS" else 1
+
+
+def cmd_scratch(args) -> int:
+    from models import scratch_train
+    from models.data import load_dataset
+
+    data = load_dataset(args.dataset, args.data_dir, download=args.download,
+                        val_size=getattr(args, "val_size", 0), seed=0)
+    out = Path(args.out_dir)
+    if args.quick:
+        for name, small in (("epochs", 1), ("train_images", 256), ("batch", 16), ("repeats", 2),
+                            ("epoch_images", 512), ("max_epochs", 60)):
+            if hasattr(args, name):
+                setattr(args, name, small)
+    if args.scratch_command == "overfit":
+        result = scratch_train.overfit(data, samples=args.samples, backend=args.backend,
+                                       max_epochs=args.max_epochs, progress=not args.no_progress)
+        state = "reached" if result["reached"] else "did NOT reach"
+        print(f"{result['samples']} training images: training accuracy {result['train_acc']:.4f} after "
+              f"{result['epochs']} epochs ({state} 99%); test accuracy {result['test_acc']:.4f}, "
+              f"{100 * result['gap']:.1f} points behind.")
+        if result["gap"] > 0.05:
+            print("It overfits, as it should: a few hundred thousand parameters memorise so few images "
+                  "long before they describe the classes.")
+        return 0 if result["reached"] else 1
+    if args.scratch_command == "converge":
+        results = scratch_train.converge(data, args.optimizers, epochs=args.epochs, train_images=args.train_images,
+                                         backend=args.backend, track=not args.no_track,
+                                         progress=not args.no_progress)
+        import pandas as pd
+        table = pd.DataFrame([{"optimizer": name, **history[-1]} for name, history in results.items()])
+        print(table.round(4).to_string(index=False))
+        path = scratch_train.plot_convergence(results, out / "scratch_convergence.png")
+        table.to_csv(out / "scratch_convergence.csv", index=False)
+        print(f"figure: {path}\ntable:  {out / 'scratch_convergence.csv'}")
+        return 0
+    from models import scratch_profile
+    from models.runtime import configure_cpu_runtime, provenance
+
+    configure_cpu_runtime()
+    x = data.train.x[:args.batch].numpy()
+    table = scratch_profile.layer_table(scratch_profile.run_profile(x, args.repeats))
+    print(f"time per layer, ms for a batch of {len(x)} (median of {args.repeats})\n{table.round(3).to_string()}")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "scratch_profile.csv")
+    print(f"bar chart: {scratch_profile.plot_layers(table, out / 'scratch_profile.png')}")
+    n = args.epoch_images
+    epochs = scratch_profile.epoch_times(data.train.x[:n].numpy(), data.train.y[:n].numpy(),
+                                         scratch_profile.ScratchConfig(image_size=x.shape[-1]))
+    ratio = epochs["numba scratch"] / epochs["pytorch cpu"]
+    print(f"one epoch over {n} images: numba scratch {epochs['numba scratch']:.2f} s, PyTorch CPU "
+          f"{epochs['pytorch cpu']:.2f} s; ratio {ratio:.2f}x")
+    print("provenance:", provenance())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sysdl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -84,6 +153,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint's last epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("gradcheck", help="finite-difference check of every from-scratch layer and the network")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
+    p.add_argument("--samples", type=int, default=20, help="entries checked per array")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=float, default=1e-6, help="largest relative error that passes")
+    p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("scratch", help="the from-scratch numpy CNN: overfit, converge, profile")
+    scratch = p.add_subparsers(dest="scratch_command", required=True, metavar="SCRATCH_COMMAND")
+    for name, text in (("overfit", "fit 100 training images to >= 99%% and report the test gap"),
+                       ("converge", "SGD-momentum / AdaGrad / Adam convergence figure"),
+                       ("profile", "time per layer: numpy vs Numba vs PyTorch; one epoch each")):
+        q = scratch.add_parser(name, help=text)
+        _add_data_flags(q)
+        q.add_argument("--backend", default="numba", choices=["numpy", "numba"])
+        q.add_argument("--out-dir", default="runs", help="where tables and figures go")
+        q.add_argument("--no-progress", action="store_true")
+        q.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the whole path")
+        q.set_defaults(func=cmd_scratch)
+        if name == "overfit":
+            q.add_argument("--samples", type=int, default=100)
+            q.add_argument("--max-epochs", type=int, default=300)
+        elif name == "converge":
+            q.add_argument("--optimizers", nargs="+", default=["sgd-momentum", "adagrad", "adam"])
+            q.add_argument("--epochs", type=int, default=5)
+            q.add_argument("--train-images", type=int, default=10_000)
+            q.add_argument("--no-track", action="store_true")
+            q.set_defaults(val_size=5000)
+        else:
+            q.add_argument("--batch", type=int, default=128)
+            q.add_argument("--repeats", type=int, default=10)
+            q.add_argument("--epoch-images", type=int, default=60_000)
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments

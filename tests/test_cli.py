@@ -49,3 +49,18 @@ def test_bench_train_quick(tmp_path):
     assert result["median_ratio"] > 0
     # Same initial weights, data order and math: both loops reach similar accuracy.
     assert result["test_acc"]["plain"] == pytest.approx(result["test_acc"]["sysdl"], abs=0.05)
+
+
+def test_gradcheck_command():
+    out = sysdl("gradcheck", "--samples", "5")
+    assert out.returncode == 0, out.stderr
+    assert "PASS" in out.stdout and "fc1" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["profile", "converge"])
+def test_scratch_commands_quick(command, tmp_path):
+    extra = ["--no-track"] if command == "converge" else []
+    out = sysdl("scratch", command, "--quick", "--dataset", "synthetic", "--out-dir", str(tmp_path),
+                "--no-progress", *extra)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / f"scratch_{'profile' if command == 'profile' else 'convergence'}.png").exists()

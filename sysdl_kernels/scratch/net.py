@@ -89,8 +89,10 @@ class ScratchCNN:
         return x
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> tuple[float, "OrderedDict[str, np.ndarray]"]:
-        """(mean cross-entropy, gradient of every parameter), from one forward and one backward pass."""
-        loss = self.loss_layer.forward(self.scores(x), y)
+        """(mean cross-entropy, gradient of every parameter), from one forward and one backward pass.
+        The logits stay in ``self.logits`` (for the training-pass accuracy)."""
+        self.logits = self.scores(x)
+        loss = self.loss_layer.forward(self.logits, y)
         grad = self.loss_layer.backward()
         for layer in reversed(self.layers.values()):
             grad = layer.backward(grad)
