@@ -59,12 +59,23 @@ def test_col2im_is_the_adjoint_of_im2col(case):
     assert np.vdot(cols, probe) == pytest.approx(np.vdot(x, back), rel=1e-10)
 
 
-def test_fashion_mnist_shapes_torch_path_is_channels_last():
-    x = torch.randn(128, 16, 26, 26)
-    w, b = torch.randn(16, 16, 3, 3), torch.randn(16)
-    out = conv.conv2d_nhwc(x, w, b)
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(out, torch.nn.functional.conv2d(x, w, b), rtol=1e-4, atol=1e-4)
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@settings(max_examples=100, deadline=None)
+@given(case=conv_cases(np.float32))
+def test_both_torch_layouts_match_torch(layout, case):
+    """conv2d picks one layout per shape; each must be right on every shape."""
+    check_conv(case, lambda *a, **k: conv.conv2d_torch(*a, **k, layout=layout), conv.conv2d_backward,
+               torch.from_numpy)
+
+
+@pytest.mark.parametrize("c_in, layout", [(1, "nchw"), (16, "nhwc")])
+def test_fashion_mnist_shapes_pick_their_layout(c_in, layout):
+    x = torch.randn(128, c_in, 28 - (c_in > 1) * 2, 28 - (c_in > 1) * 2)
+    w, b = torch.randn(16, c_in, 3, 3), torch.randn(16)
+    out = conv.conv2d(x, w, b)
+    assert conv.choose_layout(c_in, 3, 3) == layout
+    assert out.is_contiguous(memory_format=torch.channels_last if layout == "nhwc" else torch.contiguous_format)
+    assert_close(out, torch.nn.functional.conv2d(x, w, b), np.float32)
     assert conv.gemm_backend(x) in ("onednn", "blas")
 
 
