@@ -68,6 +68,27 @@ class FashionCNNConfig:
         shapes["fc2"] = (self.num_classes,)
         return shapes
 
+    def layer_specs(self) -> tuple[list, list[str]]:
+        """The network as sysdl_kernels.flops layer descriptions, with names, for its cost model."""
+        from sysdl_kernels import flops
+        specs, names = [], []
+        for layer, channels, kernel in (("conv1", self.conv1_channels, self.conv1_kernel),
+                                        ("conv2", self.conv2_channels, self.conv2_kernel)):
+            specs += [flops.Conv(channels, kernel), flops.ReLU()]
+            names += [layer, f"{layer}.relu"]
+            if self.pool:
+                specs.append(flops.Pool(self.pool, self.pool_kernel))
+                names.append(f"{layer}.pool")
+        specs += [flops.Flatten(), flops.Linear(self.hidden_units), flops.ReLU(), flops.Linear(self.num_classes)]
+        names += ["flatten", "fc1", "fc1.relu", "fc2"]
+        return specs, names
+
+    def cost(self) -> list:
+        """Per-layer parameters, activations and FLOPs of one forward pass (sysdl_kernels.flops)."""
+        from sysdl_kernels import flops
+        specs, names = self.layer_specs()
+        return flops.analyze(specs, (self.in_channels, self.image_size, self.image_size), names)
+
     @property
     def flat_features(self) -> int:
         c, h, w = self.layer_shapes()["conv2"]

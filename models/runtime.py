@@ -14,7 +14,9 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 _M_TRIM_THRESHOLD = -1   # mallopt parameters from glibc's malloc.h
@@ -81,3 +83,27 @@ def provenance() -> dict:
         if var in os.environ:
             info[var] = os.environ[var]
     return info
+
+
+def median_seconds(fn, repeats: int = 10, warmup: int = 2, sync=None) -> float:
+    """Median wall time of ``fn()`` after ``warmup`` untimed calls; ``sync`` (e.g.
+    torch.cuda.synchronize) runs before each clock read."""
+    return statistics.median(interleaved({"fn": fn}, repeats, warmup, sync)["fn"])
+
+
+def interleaved(fns: dict, repeats: int = 10, warmup: int = 2, sync=None) -> dict[str, list[float]]:
+    """Seconds of each function over ``repeats`` rounds A B C, A B C, ...: noise on a shared
+    machine then falls on all of them alike, so their ratios are fair."""
+    sync = sync or (lambda: None)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times

@@ -20,20 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.runtime import median_seconds
 from sysdl_kernels.scratch.net import ScratchCNN, ScratchConfig, torch_twin
 
 
-def _median_ms(fn, repeats: int, warmup: int = 2, sync=lambda: None) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+def _median_ms(fn, repeats: int, sync=None) -> float:
+    return 1e3 * median_seconds(fn, repeats, warmup=2, sync=sync)
 
 
 def profile_scratch(net: ScratchCNN, x: np.ndarray, repeats: int) -> dict[str, tuple[float, float]]:

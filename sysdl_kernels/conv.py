@@ -222,7 +222,6 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
         raise ValueError(f"layout must be 'auto', 'nhwc' or 'nchw', got {layout!r}")
     bias = bias if bias is not None else x.new_zeros(g.o)
     columns = _nhwc_columns if layout == "nhwc" else _nchw_columns
-    source, shape, strides = columns(x, g)
     chunk = max(1, CHUNK_ELEMENTS // (g.oh * g.ow * g.kh * g.kw * g.c))
     outputs = []
     if layout == "nhwc":
@@ -231,8 +230,9 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
     else:
         weight2d = weight.reshape(g.o, g.c * g.kh * g.kw)                          # (O, C*KH*KW)
     for start in range(0, g.n, chunk):
-        images = min(chunk, g.n - start)
-        window = source[start:start + images].as_strided((images, *shape), (source.stride(0), *strides))
+        # Layout change and padding per chunk, so the gather reads what is still in cache.
+        window = columns(x[start:start + chunk], g)
+        images = window.shape[0]
         if layout == "nhwc":
             cols = window.reshape(images * g.oh * g.ow, -1)                         # the gather
             outputs.append(torch.ops.mkldnn._linear_pointwise(cols, weight2d, bias, "none", [], "")
@@ -249,35 +249,39 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
 def _padded(x, g: ConvGeometry, channels_last: bool):
     """x zero-padded, NHWC- or NCHW-contiguous; no copy when it already is and needs no padding."""
     top, bottom, left, right = g.pads
+    n = x.shape[0]
     view = x.permute(0, 2, 3, 1) if channels_last else x                        # (N, H, W, C) or NCHW
     if not any(g.pads):
         return view.contiguous()
     if channels_last:
-        padded = x.new_zeros((g.n, g.h + top + bottom, g.w + left + right, g.c))
+        padded = x.new_zeros((n, g.h + top + bottom, g.w + left + right, g.c))
         padded[:, top:top + g.h, left:left + g.w] = view
     else:
-        padded = x.new_zeros((g.n, g.c, g.h + top + bottom, g.w + left + right))
+        padded = x.new_zeros((n, g.c, g.h + top + bottom, g.w + left + right))
         padded[:, :, top:top + g.h, left:left + g.w] = view
     return padded
 
 
 def _nhwc_columns(x, g: ConvGeometry):
-    """NHWC source and the window view (OH, OW, KH, KW*C) or (OH, OW, KH, KW, C) per image."""
+    """Window view (N, OH, OW, KH, KW*C) (or (N, OH, OW, KH, KW, C) when dilated along W) of x in NHWC."""
     source = _padded(x, g, channels_last=True)
     (sh, sw), (dh, dw) = g.stride, g.dilation
-    _, s_h, s_w, s_c = source.stride()
+    s_n, s_h, s_w, s_c = source.stride()
     if dw == 1:
         # For a fixed kernel row, (KW, C) is one contiguous run of KW*C floats in NHWC memory.
-        return source, (g.oh, g.ow, g.kh, g.kw * g.c), (s_h * sh, s_w * sw, s_h * dh, 1)
-    return source, (g.oh, g.ow, g.kh, g.kw, g.c), (s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
+        shape, strides = (g.oh, g.ow, g.kh, g.kw * g.c), (s_h * sh, s_w * sw, s_h * dh, 1)
+    else:
+        shape, strides = (g.oh, g.ow, g.kh, g.kw, g.c), (s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
+    return source.as_strided((source.shape[0], *shape), (s_n, *strides))
 
 
 def _nchw_columns(x, g: ConvGeometry):
-    """NCHW source and the window view (C, KH, KW, OH, OW) per image: rows run along OW."""
+    """Window view (N, C, KH, KW, OH, OW) of x in NCHW: its rows run along OW."""
     source = _padded(x, g, channels_last=False)
     (sh, sw), (dh, dw) = g.stride, g.dilation
-    _, s_c, s_h, s_w = source.stride()
-    return source, (g.c, g.kh, g.kw, g.oh, g.ow), (s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw)
+    s_n, s_c, s_h, s_w = source.stride()
+    return source.as_strided((source.shape[0], g.c, g.kh, g.kw, g.oh, g.ow),
+                             (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
 
 
 if __name__ == "__main__":
