@@ -16,20 +16,7 @@ CONFIGS = [ScratchConfig(), ScratchConfig(in_channels=3, image_size=10, conv_cha
                                           hidden_units=9, num_classes=4)]
 
 
-def backends():
-    return [pytest.param(b, marks=pytest.mark.skipif(
-        b == "numba" and not _has_numba_layers(), reason="numba_layers not built yet")) for b in BACKENDS]
-
-
-def _has_numba_layers() -> bool:
-    try:
-        import sysdl_kernels.numba_layers  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("config", CONFIGS, ids=["fashion", "awkward"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_loss_and_gradients_match_torch_autograd(backend, config, dtype):
@@ -53,7 +40,7 @@ def test_predict_batches_agree_with_scores():
     np.testing.assert_array_equal(net.predict(x, batch_size=3), net.scores(x).argmax(1))
 
 
-@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_gradient_checker_passes_every_layer(backend):
     rows = gradcheck(backend=backend, samples=15)
     assert {r["layer"] for r in rows} >= {"conv", "relu1", "pool", "flatten", "fc1", "relu2", "fc2"}
