@@ -140,6 +140,7 @@ def plot_convergence(results: dict[str, list[dict]], path: str | Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
     styles = {"train_error": "-", "val_error": "--", "test_error": ":"}
@@ -153,6 +154,7 @@ def plot_convergence(results: dict[str, list[dict]], path: str | Path) -> Path:
     ax_loss.set(xlabel="epoch", ylabel="training loss (epoch mean)", title="loss", yscale="log")
     ax_err.set(xlabel="epoch", ylabel="error (1 - accuracy)", title="train (solid), validation (dashed), test (dotted)")
     for ax in (ax_loss, ax_err):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("from-scratch CNN: optimizer convergence")
