@@ -4,6 +4,8 @@
     sysdl bench-train [--rounds N]      # epoch time against a plain PyTorch loop
     sysdl gradcheck [--backend numba]   # finite differences for every scratch layer
     sysdl scratch overfit | converge | profile
+    sysdl prune [--heuristic l1|l2|activation|taylor|random] [--schedule layer|global] [--quick]
+    sysdl report prune [--threshold 0.87]
 """
 
 from __future__ import annotations
@@ -144,6 +146,66 @@ def cmd_scratch(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    from models.data import load_dataset
+    from models.prune import PruneConfig, run_session
+    from models.runtime import configure_cpu_runtime
+
+    configure_cpu_runtime(args.threads)
+    cfg = _config_from(args, PruneConfig)
+    data = load_dataset(args.dataset, args.data_dir, download=args.download, val_size=args.val_size, seed=cfg.seed)
+    base = Path(args.base)
+    if args.quick:
+        # A few steps of 1-epoch retraining on a subset: the whole path in about a minute.
+        from models.data import DataSplits
+        data = DataSplits(data.train.head(2000), data.test.head(1000), data.val.head(500) if data.val else None,
+                          data.source)
+        cfg = PruneConfig(**{**cfg.__dict__, "retrain_epochs": 1, "max_steps_per_layer": 2})
+        if not base.exists():
+            base = _quick_base(data, Path(args.out_dir) / "quick_base.pt")
+    if not base.exists():
+        raise ValueError(f"no base model at {base}: train one with `sysdl train` (or pass --base)")
+    print(f"pruning {base} with {cfg.name}; each step retrains {cfg.retrain_epochs} epochs on "
+          f"{len(data.train)} images; decisions on {'validation' if data.val is not None else 'test'} accuracy")
+    steps = run_session(base, data, cfg, args.out_dir, track=not args.no_track, progress=not args.no_progress)
+    kept = [s for s in steps if s["accepted"]][-1]
+    print(f"done: {len(steps) - 1} steps; final model {kept['conv1_channels']}-{kept['conv2_channels']}-"
+          f"{kept['hidden_units']}, {kept['flops']:,} FLOPs, test accuracy {kept['test_after_retrain']:.4f}")
+    return 0
+
+
+def _quick_base(data, path: Path) -> Path:
+    from models.checkpoint import save_checkpoint
+    from models.fashion_cnn import FashionCNN
+    from models.train import fit
+    if not path.exists():
+        torch_model = FashionCNN()
+        fit(torch_model, data, TrainConfig(epochs=2), progress=False)
+        save_checkpoint(path, torch_model)
+    return path
+
+
+def cmd_report(args) -> int:
+    from models.report import prune_report
+
+    result = prune_report(args.prune_dir, args.out_dir, args.threshold, args.selected)
+    front = result["front"]
+    print("Pareto front (FLOPs vs test accuracy):")
+    print(front[["session", "step", "conv1_channels", "conv2_channels", "hidden_units", "flops",
+                 "test_after_retrain"]].to_string(index=False))
+    selected = result["selected"]
+    if selected is None:
+        print(f"no model reaches test accuracy > {args.threshold}")
+        return 1
+    print(f"\nselected (lowest FLOPs with test accuracy > {args.threshold}): {selected['session']} step "
+          f"{selected['step']}: conv1 {selected['conv1_channels']}, conv2 {selected['conv2_channels']}, "
+          f"fc1 {selected['hidden_units']}; {selected['flops']:,} FLOPs "
+          f"(1/{result['base_flops'] / selected['flops']:.1f} of the base), {selected['params']:,} parameters, "
+          f"test accuracy {selected['test_after_retrain']:.4f}\ncheckpoint: {args.selected}")
+    print(f"plot: {result['plot']}\nsteps: {Path(args.out_dir) / 'prune_steps.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sysdl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -193,6 +255,27 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--batch", type=int, default=128)
             q.add_argument("--repeats", type=int, default=10)
             q.add_argument("--epoch-images", type=int, default=60_000)
+
+    p = sub.add_parser("prune", help="iterative structured pruning with retraining (resumable)")
+    from models.prune import PruneConfig
+    _add_config_flags(p, PruneConfig)
+    _add_data_flags(p)
+    p.add_argument("--base", default=DEFAULT_CHECKPOINT, help="the trained model to prune")
+    p.add_argument("--out-dir", default="runs/prune", help="sessions go to OUT_DIR/HEURISTIC-SCHEDULE")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-track", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quick", action="store_true", help="2 steps per layer, 1-epoch retraining, a data subset")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("report", help="tables and figures from finished jobs")
+    reports = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    q = reports.add_parser("prune", help="Pareto plot, steps table and the selected pruned model")
+    q.add_argument("--prune-dir", default="runs/prune")
+    q.add_argument("--out-dir", default="runs")
+    q.add_argument("--threshold", type=float, default=0.87, help="test accuracy the selected model must exceed")
+    q.add_argument("--selected", default="runs/pruned_selected.pt", help="where the selected model is copied")
+    q.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments

@@ -78,22 +78,31 @@ class NullRunLogger:
 
 @contextmanager
 def start_run(experiment: str, run_name: str, params: dict, tags: dict | None = None,
-              uri: str | None = None, enabled: bool = True) -> Iterator[RunLogger | NullRunLogger]:
-    """Open a run in ``experiment``; it ends FINISHED, or FAILED/KILLED if the body raises."""
+              uri: str | None = None, enabled: bool = True, run_id: str | None = None,
+              parent_run_id: str | None = None) -> Iterator[RunLogger | NullRunLogger]:
+    """Open a run in ``experiment``; it ends FINISHED, or FAILED/KILLED if the body raises.
+
+    ``run_id`` reopens an existing run (a resumed job: its params are already logged);
+    ``parent_run_id`` nests the new run under a parent, as MLflow's UI shows child runs."""
     if not enabled:
         yield NullRunLogger()
         return
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=tracking_uri(uri))
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
-    logger = RunLogger(client, run.info.run_id)
-    flat = _flatten(params)
-    from mlflow.entities import Param
-    items = [Param(k, v) for k, v in flat.items()]
-    for start in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[start:start + 100])
+    if run_id is not None:
+        client.update_run(run_id, status="RUNNING")
+    else:
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        tags = dict(tags or {})
+        if parent_run_id is not None:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        items = [Param(k, v) for k, v in _flatten(params).items()]
+        for start in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[start:start + 100])
+    logger = RunLogger(client, run_id)
     status = "FAILED"
     try:
         yield logger
@@ -102,7 +111,7 @@ def start_run(experiment: str, run_name: str, params: dict, tags: dict | None = 
         status = "KILLED"
         raise
     finally:
-        client.set_terminated(run.info.run_id, status=status)
+        client.set_terminated(run_id, status=status)
 
 
 def read_runs(experiment: str, uri: str | None = None):
