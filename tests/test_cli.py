@@ -64,3 +64,16 @@ def test_scratch_commands_quick(command, tmp_path):
                 "--no-progress", *extra)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / f"scratch_{'profile' if command == 'profile' else 'convergence'}.png").exists()
+
+
+def test_prune_quick_then_report(tmp_path):
+    """The CI end-to-end path: a quick pruning session from a freshly trained base, then the report."""
+    prune_dir = tmp_path / "prune"
+    out = sysdl("prune", "--quick", "--dataset", "synthetic", "--no-track", "--no-progress",
+                "--base", str(tmp_path / "none.pt"), "--out-dir", str(prune_dir))
+    assert out.returncode == 0, out.stderr
+    assert "done: 6 steps" in out.stdout
+    report = sysdl("report", "prune", "--prune-dir", str(prune_dir), "--out-dir", str(tmp_path),
+                   "--threshold", "0.0", "--selected", str(tmp_path / "selected.pt"))
+    assert report.returncode == 0, report.stderr
+    assert "selected (lowest FLOPs" in report.stdout and (tmp_path / "prune_pareto.png").exists()
