@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from models.data import DataNotFoundError, load_fashion_mnist
+import torch
+
+# Triton reads TRITON_INTERPRET when it is imported: without a GPU its kernels are tested under
+# the interpreter, so this conftest, which runs before any test module imports triton, owns it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+from models.data import DataNotFoundError, load_fashion_mnist  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +32,17 @@ def mlflow_store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture(scope="session")
+def trained_small_checkpoint(tmp_path_factory, fashion_mnist):
+    """A small CNN trained for one epoch on 6,000 real images: logits with real margins."""
+    from models.checkpoint import save_checkpoint
+    from models.data import DataSplits
+    from models.fashion_cnn import FashionCNN, FashionCNNConfig
+    from models.train import TrainConfig, fit
+    torch.manual_seed(0)
+    model = FashionCNN(FashionCNNConfig(conv1_channels=3, conv2_channels=4, hidden_units=20))
+    data = DataSplits(fashion_mnist.train.head(6000), fashion_mnist.test.head(1000), None, "head")
+    fit(model, data, TrainConfig(epochs=1), progress=False)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.pt", model)

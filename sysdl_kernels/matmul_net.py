@@ -1,0 +1,235 @@
+"""A trained (pruned, compact) Fashion-MNIST CNN lowered to a program of matrix multiplications.
+
+    net = MatmulNet.from_checkpoint("runs/pruned_selected.pt")             # CPU backend
+    logits = net(images)                                                    # (N, 1, 28, 28) float32
+    net = MatmulNet.from_checkpoint(path, backend="triton")                 # sysdl_kernels.triton_ops
+
+Each conv is an im2col gather feeding one GEMM with the bias folded in (addmm) and ReLU
+applied in place; each dense layer is one GEMM. No nn.Conv2d / nn.Linear / F.conv2d /
+F.linear or conv-family aten op runs (tests record the aten ops to prove it).
+
+The CPU backend processes the batch in chunks of images, so one chunk's activations stay in
+cache from the first conv to the logits, in buffers reused across calls. For each conv it can
+use one of three lowerings and takes the fastest, measured once per chunk size (``choices``
+says which ran):
+  * ``nhwc``: one row per output pixel, gathered from channels-last activations, times the
+    (KH*KW*C, O) weight: the output is channels-last, ready for the next gather;
+  * ``nchw``: per image the (C*KH*KW, OH*OW) matrix times the (O, C*KH*KW) weight (batched);
+  * ``taps``: shift-and-accumulate, out += w[:, c, i, j] * x[:, c, i:, j:] over every tap and
+    input channel: no gather at all, best when a pruned layer keeps one to four channels.
+fc1's weight columns are permuted once, at load, to the order of the last conv's output
+layout, so the flatten costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+CONV_STRATEGIES = ("nhwc", "nchw", "taps")
+BACKENDS = ("cpu", "triton")
+
+
+@dataclass
+class ConvSpec:
+    name: str
+    weight: torch.Tensor          # (O, C, KH, KW)
+    bias: torch.Tensor            # (O,)
+    pool: str | None
+    pool_kernel: int
+
+    @property
+    def shape(self):
+        return tuple(self.weight.shape)
+
+
+def _pool(x: torch.Tensor, kind: str | None, k: int, channels_last: bool) -> torch.Tensor:
+    """Max/avg pooling as a strided window view and a reduction (no pooling op)."""
+    if kind is None:
+        return x
+    h_dim, w_dim = (1, 2) if channels_last else (2, 3)
+    windows = x.unfold(h_dim, k, k).unfold(w_dim, k, k)                       # (..., k, k)
+    return windows.amax((-2, -1)) if kind == "max" else windows.mean((-2, -1))
+
+
+class MatmulNet:
+    def __init__(self, state: dict, config: dict, backend: str = "cpu", chunk: int = 128,
+                 strategy: str | dict | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.config, self.backend, self.chunk = config, backend, chunk
+        f32 = {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}
+        self.convs = [ConvSpec(name, f32[f"{name}.weight"], f32[f"{name}.bias"], config.get("pool"),
+                               config.get("pool_kernel", 2)) for name in ("conv1", "conv2")]
+        self.fc1_w, self.fc1_b = f32["fc1.weight"], f32["fc1.bias"]
+        self.fc2_w, self.fc2_b = f32["fc2.weight"], f32["fc2.bias"]
+        self.fixed = ({c.name: strategy for c in self.convs} if isinstance(strategy, str) else dict(strategy or {}))
+        for name, value in self.fixed.items():
+            if value not in CONV_STRATEGIES:
+                raise ValueError(f"{name}: strategy must be one of {CONV_STRATEGIES}, got {value!r}")
+        self.choices: dict[int, dict[str, str]] = {}       # chunk size -> conv name -> strategy
+        self._buffers: dict = {}
+        self._fc1_by_layout: dict[bool, torch.Tensor] = {}
+        if backend == "triton":
+            from sysdl_kernels import triton_ops
+            triton_ops.require_triton()
+
+    @classmethod
+    def from_checkpoint(cls, path, backend: str = "cpu", **kwargs) -> "MatmulNet":
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
+            raise ValueError(f"{path} is not a sysdl checkpoint (needs 'config' and 'state_dict')")
+        return cls(payload["state_dict"], payload["config"], backend=backend, **kwargs)
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        expected = (c["in_channels"], c["image_size"], c["image_size"])
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        if x.dtype != torch.float32:
+            raise TypeError(f"x must be float32, got {x.dtype}")
+        if self.backend == "triton":
+            return self._forward_triton(x)
+        out = torch.empty(x.shape[0], self.fc2_w.shape[0])
+        for start in range(0, x.shape[0], self.chunk):
+            part = x[start:start + self.chunk]
+            out[start:start + len(part)] = self._forward_chunk(part)
+        return out
+
+    def describe(self) -> str:
+        runs = "; ".join(f"chunk {n}: " + ", ".join(f"{k}={v}" for k, v in choice.items())
+                         for n, choice in self.choices.items())
+        return f"MatmulNet[{self.backend}] {runs or '(not run yet)'}"
+
+    # -- CPU backend ----------------------------------------------------------------------------
+
+    def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if n not in self.choices:
+            self.choices[n] = self._tune(x)
+        choice = self.choices[n]
+        act, channels_last = x.contiguous(), False
+        for conv in self.convs:
+            act, channels_last = self._conv(conv, act, channels_last, choice[conv.name])
+            act = _pool(act, conv.pool, conv.pool_kernel, channels_last)
+        flat = act.reshape(n, -1)                                             # no copy: contiguous
+        hidden = self._buffer(("fc1", n), (n, self.fc1_w.shape[0]))
+        torch.addmm(self.fc1_b, flat, self._fc1_weight(channels_last).T, out=hidden).relu_()
+        return torch.addmm(self.fc2_b, hidden, self.fc2_w.T)
+
+    def _tune(self, x: torch.Tensor) -> dict[str, str]:
+        """Per conv, the fastest lowering on this chunk size (unless fixed): median of 3 after warm-up."""
+        choice, act, channels_last = {}, x.contiguous(), False
+        for conv in self.convs:
+            options = [self.fixed[conv.name]] if conv.name in self.fixed else CONV_STRATEGIES
+            timings = {}
+            for strategy in options:
+                self._conv(conv, act, channels_last, strategy)                 # warm-up, buffers
+                samples = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    self._conv(conv, act, channels_last, strategy)
+                    samples.append(time.perf_counter() - start)
+                timings[strategy] = sorted(samples)[1]
+            choice[conv.name] = min(timings, key=timings.get)
+            act, channels_last = self._conv(conv, act, channels_last, choice[conv.name])
+            act = _pool(act, conv.pool, conv.pool_kernel, channels_last)
+        return choice
+
+    def _buffer(self, key, shape) -> torch.Tensor:
+        buf = self._buffers.get(key)
+        if buf is None or tuple(buf.shape) != tuple(shape):
+            buf = self._buffers[key] = torch.empty(shape)
+        return buf
+
+    def _fc1_weight(self, channels_last: bool) -> torch.Tensor:
+        """fc1's weight with columns in the order the last conv's output flattens to."""
+        if channels_last not in self._fc1_by_layout:
+            w = self.fc1_w
+            if channels_last:
+                c = self.convs[-1].shape[0]
+                hw = w.shape[1] // c
+                side = int(round(hw ** 0.5))
+                w = w.view(w.shape[0], c, side, side).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+            self._fc1_by_layout[channels_last] = w.contiguous()
+        return self._fc1_by_layout[channels_last]
+
+    def _conv(self, conv: ConvSpec, x: torch.Tensor, channels_last: bool, strategy: str):
+        """relu(conv(x) + b) by ``strategy``; x is (N, H, W, C) if channels_last else (N, C, H, W).
+        Returns (output, output is channels_last)."""
+        o, c, kh, kw = conv.shape
+        n = x.shape[0]
+        h, w = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+        oh, ow = h - kh + 1, w - kw + 1
+        if strategy == "nhwc":
+            src = x if channels_last else x.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)
+            s_n, s_h, s_w, _ = src.stride()
+            window = src.as_strided((n, oh, ow, kh, kw * c), (s_n, s_h, s_w, s_h, 1))
+            cols = self._buffer((conv.name, "cols", n), (n, oh, ow, kh, kw * c))
+            cols.copy_(window)                                                # the gather
+            out = self._buffer((conv.name, "nhwc", n), (n * oh * ow, o))
+            weight = self._weight(conv, "nhwc")
+            torch.addmm(conv.bias, cols.view(n * oh * ow, kh * kw * c), weight, out=out).relu_()
+            return out.view(n, oh, ow, o), True
+        src = x.permute(0, 3, 1, 2).contiguous() if channels_last else x       # (N, C, H, W)
+        out = self._buffer((conv.name, "nchw", n), (n, o, oh, ow))
+        if strategy == "nchw":
+            s_n, s_c, s_h, s_w = src.stride()
+            window = src.as_strided((n, c, kh, kw, oh, ow), (s_n, s_c, s_h, s_w, s_h, s_w))
+            cols = self._buffer((conv.name, "colsT", n), (n, c, kh, kw, oh, ow))
+            cols.copy_(window)
+            torch.baddbmm(conv.bias.view(1, o, 1), self._weight(conv, "nchw").expand(n, o, -1),
+                          cols.view(n, c * kh * kw, oh * ow), out=out.view(n, o, oh * ow))
+        elif strategy == "taps":
+            out.copy_(conv.bias.view(1, o, 1, 1).expand(n, o, oh, ow))
+            taps = self._weight(conv, "taps")                                  # (C, KH, KW, 1, O, 1, 1)
+            for ci in range(c):
+                for i in range(kh):
+                    for j in range(kw):
+                        out.addcmul_(src[:, ci:ci + 1, i:i + oh, j:j + ow], taps[ci, i, j])
+        else:
+            raise ValueError(f"strategy must be one of {CONV_STRATEGIES}, got {strategy!r}")
+        return out.relu_(), False
+
+    def _weight(self, conv: ConvSpec, strategy: str) -> torch.Tensor:
+        key = (conv.name, "weight", strategy)
+        if key not in self._buffers:
+            w = conv.weight
+            o = w.shape[0]
+            self._buffers[key] = {
+                "nhwc": lambda: w.permute(2, 3, 1, 0).reshape(-1, o).contiguous(),     # (KH*KW*C, O)
+                "nchw": lambda: w.reshape(o, -1).contiguous(),                          # (O, C*KH*KW)
+                "taps": lambda: w.permute(1, 2, 3, 0).reshape(w.shape[1], w.shape[2], w.shape[3], 1, o, 1, 1)
+                .contiguous(),
+            }[strategy]()
+        return self._buffers[key]
+
+    # -- Triton backend -------------------------------------------------------------------------
+
+    def _forward_triton(self, x: torch.Tensor) -> torch.Tensor:
+        from sysdl_kernels import triton_ops
+        device = triton_ops.device()
+        act = x.to(device)
+        n = act.shape[0]
+        channels_last = False
+        for conv in self.convs:
+            o, c, kh, kw = conv.shape
+            cols, oh, ow = triton_ops.im2col(act, kh, kw, channels_last=channels_last)   # (N*OH*OW, KH*KW*C)
+            weight = self._weight(conv, "nhwc").to(device)
+            act = triton_ops.gemm_bias_relu(cols, weight, conv.bias.to(device), relu=True).view(n, oh, ow, o)
+            channels_last = True
+            act = _pool(act, conv.pool, conv.pool_kernel, channels_last).contiguous()
+        flat = act.reshape(n, -1)
+        hidden = triton_ops.gemm_bias_relu(flat, self._fc1_weight(True).T.contiguous().to(device),
+                                           self.fc1_b.to(device), relu=True)
+        logits = triton_ops.gemm_bias_relu(hidden, self.fc2_w.T.contiguous().to(device),
+                                           self.fc2_b.to(device), relu=False)
+        return logits.cpu()

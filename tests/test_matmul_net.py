@@ -1,0 +1,98 @@
+"""sysdl_kernels.matmul_net (CPU backend): equal to the nn.Module, matrix multiplications only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from models.checkpoint import load_model
+from models.fashion_cnn import FashionCNN, FashionCNNConfig
+from sysdl_kernels.matmul_net import CONV_STRATEGIES, MatmulNet
+
+CONFIGS = [FashionCNNConfig(), FashionCNNConfig(conv1_channels=1, conv2_channels=3, hidden_units=5),
+           FashionCNNConfig(conv1_channels=4, conv1_kernel=5, conv2_channels=2, conv2_kernel=2, pool="max"),
+           FashionCNNConfig(conv1_channels=2, conv2_channels=6, hidden_units=11, pool="avg", pool_kernel=3)]
+
+
+class RecordOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def model_and_net(config, strategy=None, chunk=64):
+    torch.manual_seed(0)
+    model = FashionCNN(config).eval()
+    return model, MatmulNet(model.state_dict(), config.to_dict(), chunk=chunk, strategy=strategy)
+
+
+@pytest.mark.parametrize("strategy", [None, *CONV_STRATEGIES])
+@pytest.mark.parametrize("config", CONFIGS, ids=["base", "tiny", "maxpool-5x5-2x2", "avgpool"])
+@pytest.mark.parametrize("batch", [1, 37, 150])
+def test_logits_match_the_module(config, strategy, batch):
+    model, net = model_and_net(config, strategy)
+    x = torch.randn(batch, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_only_matrix_multiplications_run():
+    model, net = model_and_net(CONFIGS[2])
+    x = torch.randn(70, 1, 28, 28)
+    net(x)                                           # tuning happens outside the recording
+    with RecordOps() as recorder:
+        net(x)
+    assert recorder.ops, "the recorder saw nothing"
+    forbidden = {op for op in recorder.ops if "conv" in op or "linear" in op or "mkldnn" in op}
+    assert not forbidden, forbidden
+    assert {"aten.addmm"} <= recorder.ops
+    with RecordOps() as module_ops:                  # the recorder does see convolutions
+        with torch.no_grad():
+            model(x)
+    assert any("conv" in op for op in module_ops.ops)
+
+
+def test_buffers_are_reused_across_calls():
+    _, net = model_and_net(CONFIGS[0], strategy="nhwc")
+    x = torch.randn(64, 1, 28, 28)
+    net(x)
+    before = {k: v.data_ptr() for k, v in net._buffers.items()}
+    net(x)
+    assert before == {k: v.data_ptr() for k, v in net._buffers.items()}
+
+
+def test_choices_are_reported():
+    _, net = model_and_net(CONFIGS[1], chunk=32)
+    net(torch.randn(40, 1, 28, 28))
+    assert set(net.choices) == {32, 8}
+    assert all(v in CONV_STRATEGIES for choice in net.choices.values() for v in choice.values())
+    assert "conv1=" in net.describe()
+
+
+def test_bad_input():
+    _, net = model_and_net(CONFIGS[1])
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 1, 28, 28\)"):
+        net(torch.randn(2, 3, 28, 28))
+    with pytest.raises(TypeError, match="x must be float32"):
+        net(torch.randn(2, 1, 28, 28, dtype=torch.float64))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        MatmulNet({}, {}, backend="opencl")
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        MatmulNet(FashionCNN().state_dict(), FashionCNNConfig().to_dict(), strategy="winograd")
+
+
+@pytest.mark.needs_data
+def test_whole_test_set_from_a_checkpoint(trained_small_checkpoint, fashion_mnist):
+    model, _ = load_model(trained_small_checkpoint)
+    net = MatmulNet.from_checkpoint(trained_small_checkpoint)
+    with torch.inference_mode():
+        expected = model.eval()(fashion_mnist.test.x)
+    got = net(fashion_mnist.test.x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
