@@ -6,6 +6,7 @@
     sysdl scratch overfit | converge | profile
     sysdl prune [--heuristic l1|l2|activation|taylor|random] [--schedule layer|global] [--quick]
     sysdl report prune [--threshold 0.87]
+    sysdl infer-bench [--quick]         # original vs pruned vs MatmulNet (CPU, Triton) at batch 1/64/1000
 """
 
 from __future__ import annotations
@@ -206,6 +207,37 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_infer_bench(args) -> int:
+    import pandas as pd
+    from models import infer_bench
+    from models.data import load_dataset
+    from models.runtime import configure_cpu_runtime, provenance
+
+    configure_cpu_runtime(args.threads)
+    original, pruned = Path(args.original), Path(args.pruned)
+    if not original.exists():
+        raise ValueError(f"no original model at {original}: run `sysdl train` first")
+    if not pruned.exists():
+        print(f"note: no pruned model at {pruned} (run `sysdl prune` and `sysdl report prune`); "
+              f"the original stands in for it, so (b) and (c) time the unpruned network")
+        pruned = original
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    x, y = data.test.x, data.test.y
+    repeats, batches = args.repeats, infer_bench.BATCH_SIZES
+    if args.quick:
+        x, y, repeats, batches = x[:2000], y[:2000], 1, (64, 1000)
+    rows, checks = infer_bench.run(original, pruned, x, y, repeats=repeats, batch_sizes=batches)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(x)} test images; time for all of them (speedup over (a) on the same device), median of {repeats}")
+    print(infer_bench.table(rows).to_string())
+    print("\n" + pd.DataFrame(checks).to_string(index=False))
+    pd.DataFrame(rows).to_csv(out / "infer_bench.csv", index=False)
+    print(f"\ncsv: {out / 'infer_bench.csv'}\nchart: {infer_bench.plot(rows, out / 'infer_bench.png')}")
+    print("provenance:", provenance())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sysdl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -276,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--threshold", type=float, default=0.87, help="test accuracy the selected model must exceed")
     q.add_argument("--selected", default="runs/pruned_selected.pt", help="where the selected model is copied")
     q.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("infer-bench", help="time original / pruned / MatmulNet inference on the test set")
+    _add_data_flags(p)
+    p.add_argument("--original", default=DEFAULT_CHECKPOINT)
+    p.add_argument("--pruned", default="runs/pruned_selected.pt")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out-dir", default="runs")
+    p.add_argument("--quick", action="store_true", help="2,000 images, batch 64 and 1000, one repeat")
+    p.set_defaults(func=cmd_infer_bench)
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments

@@ -77,3 +77,20 @@ def test_prune_quick_then_report(tmp_path):
                    "--threshold", "0.0", "--selected", str(tmp_path / "selected.pt"))
     assert report.returncode == 0, report.stderr
     assert "selected (lowest FLOPs" in report.stdout and (tmp_path / "prune_pareto.png").exists()
+
+
+def test_infer_bench_quick(tmp_path):
+    base = tmp_path / "base.pt"
+    trained = sysdl("train", "--dataset", "synthetic", "--epochs", "1", "--no-track", "--no-progress",
+                    "--checkpoint", str(base))
+    assert trained.returncode == 0, trained.stderr
+    out = sysdl("infer-bench", "--quick", "--dataset", "synthetic", "--original", str(base),
+                "--pruned", str(tmp_path / "missing.pt"), "--out-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "the original stands in" in out.stdout
+    for name in ("(a) original nn.Module", "(b) pruned nn.Module", "(c) MatmulNet", "(d) MatmulNet triton"):
+        assert name in out.stdout
+    import pandas as pd
+    rows = pd.read_csv(tmp_path / "infer_bench.csv")
+    assert set(rows["batch"]) == {64, 1000} and (rows["seconds"] > 0).all()
+    assert "False" not in out.stdout.split("same predictions as (b)")[1].split("csv:")[0]
