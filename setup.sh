@@ -8,9 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 python=${PYTHON:-python3.11}
-if [ ! -x .venv/bin/python ]; then
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo -n"
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then    # absent, or half-made by a failed try
+    rm -rf .venv
     echo "setup: creating .venv with $python"
-    "$python" -m venv .venv
+    if ! "$python" -m venv .venv 2>/dev/null; then
+        echo "setup: $python cannot make a venv here; installing Debian's python3.11-venv"
+        rm -rf .venv
+        $sudo apt-get install -y -q python3.11-venv >/dev/null
+        "$python" -m venv .venv
+    fi
 fi
 
 stamp=.venv/.sysdl-setup-stamp
@@ -25,8 +33,6 @@ fi
 
 data=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 if [ ! -f "$data" ] && [ -z "${SYSDL_DATA:-}" ]; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo -n"
     if command -v apt-get >/dev/null; then
         echo "setup: installing Debian package dataset-fashion-mnist"
         $sudo apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \

@@ -26,10 +26,26 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the model asked for."""
 
 
-def save_checkpoint(path: str | os.PathLike, model: FashionCNN, metrics: dict | None = None,
-                    resume: dict | None = None) -> Path:
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it
+    over ``path``: readers see the old file or the complete new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: FashionCNN, metrics: dict | None = None,
+                    resume: dict | None = None) -> Path:
     payload = {
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
@@ -38,17 +54,7 @@ def save_checkpoint(path: str | os.PathLike, model: FashionCNN, metrics: dict | 
     }
     if resume is not None:
         payload["resume"] = resume
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

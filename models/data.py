@@ -39,10 +39,6 @@ FASHION_MNIST_FILES = {
     "test_images": ("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
     "test_labels": ("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
 # Mean and standard deviation of the 60,000 training images' pixels scaled to [0, 1].
 FASHION_MNIST_MEAN = 0.2860
 FASHION_MNIST_STD = 0.3530
@@ -166,10 +162,6 @@ class DataSplits:
     val: Split | None
     source: str
     num_classes: int = 10
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])
 
 
 def normalise(images_uint8: np.ndarray) -> torch.Tensor:

@@ -144,11 +144,14 @@ class FashionCNN(nn.Module):
             return F.avg_pool2d(x, self.config.pool_kernel)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._pool(F.relu(self.conv1(x)))    # (N, C1, H1, W1)
-        x = self._pool(F.relu(self.conv2(x)))    # (N, C2, H2, W2)
-        x = F.relu(dense_on_feature_map(x, self.fc1.weight, self.fc1.bias))  # (N, hidden)
-        return self.fc2(x)                       # (N, classes)
+    def forward(self, x: torch.Tensor, capture: dict | None = None) -> torch.Tensor:
+        """Logits; ``capture``, when given, receives the pre-ReLU outputs of conv1, conv2 and fc1."""
+        z1 = self.conv1(x)                                                   # (N, C1, H1, W1)
+        z2 = self.conv2(self._pool(F.relu(z1)))                              # (N, C2, H2, W2)
+        z3 = dense_on_feature_map(self._pool(F.relu(z2)), self.fc1.weight, self.fc1.bias)  # (N, hidden)
+        if capture is not None:
+            capture.update(conv1=z1, conv2=z2, fc1=z3)
+        return self.fc2(F.relu(z3))                                          # (N, classes)
 
 
 def dense_on_feature_map(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -69,13 +69,17 @@ def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: i
     impls = implementations(original_path, pruned_path)
     checks = []
     with torch.inference_mode():
-        reference = _logits(impls["(b) pruned nn.Module"][0], x).argmax(1)
+        references = {"original": _logits(impls["(a) original nn.Module"][0], x).argmax(1),
+                      "pruned": _logits(impls["(b) pruned nn.Module"][0], x).argmax(1)}
         for name, (fn, device, note) in impls.items():
             sample = x[:512] if "interpreter" in note else x
             predictions = _logits(fn, sample).argmax(1)
-            checks.append({"implementation": name, "device": device, "images checked": len(sample),
+            weights = "original" if "original" in name else "pruned"
+            reference = references[weights][:len(sample)]
+            checks.append({"implementation": name, "device": device, "weights": weights,
+                           "images checked": len(sample),
                            "test accuracy": float((predictions == y[:len(sample)]).float().mean()),
-                           "same predictions as (b)": bool(torch.equal(predictions, reference[:len(sample)]))})
+                           "same predictions as the nn.Module": bool(torch.equal(predictions, reference))})
         rows = []
         timed = {name: spec for name, spec in impls.items() if not spec[2]}
         for batch in batch_sizes:
@@ -87,7 +91,8 @@ def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: i
                 device = timed[name][1]
                 baseline = medians["(a) original nn.Module"] if device == "cpu" else medians.get(
                     "(e) original nn.Module cuda")
-                rows.append({"implementation": name, "device": device, "batch": batch, "seconds": seconds,
+                rows.append({"implementation": name, "device": device, "batch": batch, "images": len(x),
+                             "seconds": seconds,
                              "speedup vs (a)": baseline / seconds if baseline else float("nan")})
     return rows, checks
 
@@ -109,7 +114,7 @@ def plot(rows, path: str | Path) -> Path:
     frame = pd.DataFrame(rows)
     pivot = frame.pivot(index="implementation", columns="batch", values="seconds")
     ax = pivot.plot.bar(figsize=(8, 4.5), logy=True, rot=15)
-    ax.set(ylabel="seconds for the 10,000 test images (log)", xlabel="",
+    ax.set(ylabel=f"seconds for the {int(frame['images'].iloc[0]):,} test images (log)", xlabel="",
            title="inference time by implementation and batch size")
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.legend(title="batch")

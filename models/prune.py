@@ -39,8 +39,6 @@ from its last finished step (``state.json`` beside the step checkpoints).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -142,22 +140,16 @@ def importance(model: FashionCNN, layer: str, heuristic: str, batch: tuple[torch
     if heuristic not in ("activation", "taylor"):
         raise ValueError(f"unknown heuristic {heuristic!r}; expected one of {HEURISTICS}")
     captured = {}
-
-    def keep_output(_module, _inputs, output):
-        output.retain_grad()
-        captured["z"] = output
-
-    handle = module.register_forward_hook(keep_output)
     model.eval()
     try:
         x, y = batch
-        loss = F.cross_entropy(model(x), y)
+        logits = model(x, capture=captured)
+        z = captured[layer]                                      # (N, C, H, W) or (N, units), pre-ReLU
         if heuristic == "taylor":
-            loss.backward()
+            z.retain_grad()
+            F.cross_entropy(logits, y).backward()
     finally:
-        handle.remove()
         model.zero_grad(set_to_none=True)
-    z = captured["z"]                                            # (N, C, H, W) or (N, units), pre-ReLU
     if heuristic == "activation":
         active = F.relu(z.detach())
         return active.mean(0) if active.dim() == 2 else active.mean((0, 2, 3))
@@ -207,16 +199,11 @@ def model_summary(model: FashionCNN) -> dict:
             "params": cost["params"]}
 
 
-def _write_json(path: Path, value) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(value, fh, indent=1)
-    os.replace(tmp, path)
-
-
 class Session:
-    """One pruning session's files: ``state.json`` (config, finished steps, where it stands)
-    and the checkpoint of every model it produced (``step_NNN.pt``, ``current.pt``)."""
+    """One pruning session's files: ``state.json`` (config, finished steps, where it stands), the
+    single source of truth, and the checkpoint of every model it produced (``step_NNN.pt``).
+    A step's checkpoint is written before the state that records it, so a kill at any moment
+    leaves either the step recorded with its checkpoint, or not recorded and redone."""
 
     def __init__(self, directory: Path, cfg: PruneConfig, base: str):
         self.dir = directory
@@ -232,16 +219,14 @@ class Session:
                           "finished": False, "parent_run_id": None}
 
     def save(self) -> None:
-        _write_json(self.dir / "state.json", self.state)
+        from models.checkpoint import atomic_write
+        atomic_write(self.dir / "state.json", lambda fh: fh.write(json.dumps(self.state, indent=1).encode()))
 
     def current_model(self) -> FashionCNN:
+        """The last accepted model (the base before any step)."""
         from models.checkpoint import load_model
-        current = self.dir / "current.pt"
-        return load_model(current if current.exists() else self.state["base"])[0]
-
-    def accept(self, model: FashionCNN, record: dict) -> None:
-        from models.checkpoint import save_checkpoint
-        save_checkpoint(self.dir / "current.pt", model, record)
+        accepted = [s for s in self.state["steps"] if s["accepted"]]
+        return load_model(accepted[-1]["checkpoint"] if accepted else self.state["base"])[0]
 
 
 def _accuracies(model: FashionCNN, data) -> dict[str, float]:
@@ -287,12 +272,12 @@ def run_session(base_checkpoint: str | Path, data, cfg: PruneConfig, out_dir: st
                 session.state["finished"] = True
                 session.save()
                 break
-            layer, unit, candidate = choice
+            layer, unit, candidate = choice[:3]
             number = len(session.state["steps"])
             record = {"step": number, "layer": layer, "unit": unit, "heuristic": cfg.heuristic,
                       "schedule": cfg.schedule}
             before = _accuracies(model, data)
-            after_prune = _accuracies(candidate, data)
+            after_prune = choice[3] if len(choice) > 3 else _accuracies(candidate, data)
             fit(candidate, data, TrainConfig(epochs=cfg.retrain_epochs, lr=cfg.retrain_lr, seed=cfg.seed + number),
                 progress=False)
             after_retrain = _accuracies(candidate, data)
@@ -304,21 +289,21 @@ def run_session(base_checkpoint: str | Path, data, cfg: PruneConfig, out_dir: st
             record.update(model_summary(candidate))
             record["checkpoint"] = str(session.dir / f"step_{number:03d}.pt")
             save_checkpoint(record["checkpoint"], candidate, record)
-            with tracking.start_run(experiment, f"{cfg.name} step {number} {layer}",
-                                    {"layer": layer, "unit": unit, "heuristic": cfg.heuristic},
-                                    enabled=track, parent_run_id=parent.run_id) as child:
-                child.log_metrics({k: float(v) for k, v in record.items()
-                                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
-                child.set_tags({"accepted": record["accepted"], "checkpoint": record["checkpoint"]})
             if record["accepted"]:
                 model = candidate
-                session.accept(model, record)
             elif cfg.schedule == "layer":
                 session.state["layer_index"] += 1       # this layer is done: on to the next
             else:
                 session.state["finished"] = True
             session.state["steps"].append(record)
             session.save()
+            # After the state: a kill here loses this step's MLflow child run, never duplicates it.
+            with tracking.start_run(experiment, f"{cfg.name} step {number} {layer}",
+                                    {"layer": layer, "unit": unit, "heuristic": cfg.heuristic},
+                                    enabled=track, parent_run_id=parent.run_id) as child:
+                child.log_metrics({k: float(v) for k, v in record.items()
+                                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                child.set_tags({"accepted": record["accepted"], "checkpoint": record["checkpoint"]})
             bar.update(1)
             bar.set_postfix(layer=layer, sizes=f"{record['conv1_channels']}-{record['conv2_channels']}-"
                             f"{record['hidden_units']}", test=f"{record['test_after_retrain']:.4f}",
@@ -333,7 +318,8 @@ def run_session(base_checkpoint: str | Path, data, cfg: PruneConfig, out_dir: st
 
 
 def _next_removal(model, data, cfg: PruneConfig, session: Session, batch, decide_on: str):
-    """(layer, unit, compact candidate) for the next step, or None when the schedule is done."""
+    """(layer, unit, compact candidate[, its accuracies after pruning]) for the next step, or None
+    when the schedule is done."""
     steps = session.state["steps"]
     if cfg.schedule == "layer":
         while session.state["layer_index"] < len(PRUNABLE):
@@ -352,9 +338,9 @@ def _next_removal(model, data, cfg: PruneConfig, session: Session, batch, decide
             continue
         unit = int(importance(model, layer, cfg.heuristic, batch, seed=cfg.seed + len(steps)).argmin())
         candidate = _without(model, layer, unit)
-        accuracy = _accuracies(candidate, data)[decide_on]
-        if best is None or accuracy > best[0]:
-            best = (accuracy, layer, unit, candidate)
+        accuracies = _accuracies(candidate, data)
+        if best is None or accuracies[decide_on] > best[0]:
+            best = (accuracies[decide_on], layer, unit, candidate, accuracies)
     return None if best is None else best[1:]
 
 

@@ -10,7 +10,6 @@ model pruning produced: the base model and each step's retrained candidate, kept
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 SELECTED_CHECKPOINT = "runs/pruned_selected.pt"
@@ -78,8 +77,9 @@ def prune_report(prune_dir: str | Path = "runs/prune", out_dir: str | Path = "ru
     selected = None
     if len(eligible):
         selected = eligible.sort_values(["flops", "test_after_retrain"], ascending=[True, False]).iloc[0]
-        Path(selected_path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(selected["checkpoint"], selected_path)
+        from models.checkpoint import atomic_write
+        data = Path(selected["checkpoint"]).read_bytes()
+        atomic_write(selected_path, lambda fh: fh.write(data))
     columns = ["session", "step", "layer", "unit", "conv1_channels", "conv2_channels", "hidden_units", "flops",
                "flops_fraction", "params", "test_before", "test_after_prune", "test_after_retrain", "drop",
                "accepted"]

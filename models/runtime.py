@@ -40,7 +40,7 @@ def keep_large_allocations() -> bool:
 def configure_cpu_runtime(num_threads: int | None = None) -> dict:
     """Fix torch's intra-op threads (default: all cores) and the allocator; returns what was set."""
     import torch
-    threads = num_threads or os.cpu_count() or 1
+    threads = (os.cpu_count() or 1) if num_threads is None else num_threads
     if threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)

@@ -129,8 +129,8 @@ def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torc
     """One pass over (x, y) in order; returns (per-step losses, correctly classified count)."""
     model.train()
     steps = math.ceil(len(y) / batch_size)
-    losses = torch.empty(steps)
-    correct = torch.zeros((), dtype=torch.int64)
+    losses = torch.empty(steps, device=x.device)          # on the data's device: no sync per step
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for step in range(steps):
         xb, yb = x[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
         logits = model(xb)
@@ -144,7 +144,7 @@ def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torc
             correct += (logits.argmax(1) == yb).sum()
         if on_step is not None:
             on_step()
-    return losses, int(correct)
+    return losses.cpu(), int(correct)
 
 
 @torch.inference_mode()
@@ -255,9 +255,10 @@ def train_job(model_cfg, cfg: TrainConfig, data: DataSplits, checkpoint: str | P
     model, start = FashionCNN(model_cfg), None
     if resume and checkpoint.exists():
         model, payload = load_model(checkpoint, expected_config=model_cfg)
-        if payload["metrics"].get("train_config") != asdict(cfg):
-            raise CheckpointError(f"{checkpoint} was trained with {payload['metrics'].get('train_config')}, "
-                                  f"not {asdict(cfg)}; resume needs the same training settings")
+        if payload["metrics"].get("train_config") != asdict(cfg) or payload["metrics"].get("data") != data.source:
+            raise CheckpointError(f"{checkpoint} was trained with {payload['metrics'].get('train_config')} on "
+                                  f"{payload['metrics'].get('data')}, not {asdict(cfg)} on {data.source}; "
+                                  f"resume needs the same training settings and data")
         start = payload.get("resume")
         if start is None:
             print(f"{checkpoint} is a finished run; nothing to resume")
@@ -267,20 +268,23 @@ def train_job(model_cfg, cfg: TrainConfig, data: DataSplits, checkpoint: str | P
     params = {"model": model_cfg.to_dict(), "train": asdict(cfg), "data": {
         "source": data.source, "n_train": len(data.train), "n_test": len(data.test),
         "n_val": len(data.val) if data.val is not None else 0}, "runtime": runtime or {}}
-    with tracking.start_run(experiment, run_name, params, tags=provenance(), enabled=track) as run:
+    run_id = start.get("mlflow_run_id") if start else None     # a resumed run continues its MLflow run
+    with tracking.start_run(experiment, run_name, params, tags=provenance(), enabled=track, run_id=run_id) as run:
         def on_epoch(record: EpochResult, step_losses: list[float], state: dict) -> None:
+            # Checkpoint first: a kill between the two then re-runs the epoch instead of logging it twice.
+            save_checkpoint(checkpoint, model, {"train_config": asdict(cfg), "data": data.source,
+                                                "epochs": state["epochs"]},
+                            resume={**state, "mlflow_run_id": run.run_id})
             metrics = {k: v for k, v in asdict(record).items() if v is not None and k != "epoch"}
             run.log_metrics(metrics, step=record.epoch)
             run.log_series("step_loss", step_losses, first_step=(record.epoch - 1) * steps_per_epoch)
-            save_checkpoint(checkpoint, model, {"train_config": asdict(cfg), "epochs": state["epochs"]},
-                            resume=state)
 
         result = fit(model, data, cfg, progress=progress, on_epoch=on_epoch, start=start)
         summary = result.summary()
         run.log_metrics(summary)
         if result.time_to_90 is None:
             run.set_tags({"time_to_90": "not reached"})
-        save_checkpoint(checkpoint, model, {"train_config": asdict(cfg), **summary,
+        save_checkpoint(checkpoint, model, {"train_config": asdict(cfg), "data": data.source, **summary,
                                             "epochs": [asdict(e) for e in result.epochs]})
         plot_losses(result, steps_per_epoch, plot_path, title=f"{run_name}: {model_cfg.conv1_channels}-"
                     f"{model_cfg.conv2_channels}-{model_cfg.hidden_units} CNN, {data.source}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing as mp
+import queue
 import statistics
 import time
 from pathlib import Path
@@ -141,9 +142,15 @@ def main(args) -> int:
         workers[loop] = (proc, commands, results)
 
     def run(loop, epoch):
-        _, commands, results = workers[loop]
+        proc, commands, results = workers[loop]
         commands.put(epoch)
-        return results.get()
+        while True:                       # a worker that died (e.g. no data) must not hang us
+            try:
+                return results.get(timeout=5)
+            except queue.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(f"the {loop} worker exited with code {proc.exitcode}; "
+                                       f"its error is printed above") from None
 
     times = {loop: [] for loop in LOOPS}
     accs = {}
@@ -163,6 +170,8 @@ def main(args) -> int:
         for proc, commands, _ in workers.values():
             commands.put(None)
             proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
 
     ratios = [s / p for s, p in zip(times["sysdl"], times["plain"])]
     table = pd.DataFrame({"plain loop [s]": times["plain"], "sysdl [s]": times["sysdl"],

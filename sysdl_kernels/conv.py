@@ -164,15 +164,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     return out.reshape(g.n, g.oh, g.ow, g.o).transpose(0, 3, 1, 2)            # NCHW view of NHWC
 
 
-def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, cols=None):
-    """(grad_x, grad_weight, grad_bias) of ``conv2d``, each from one GEMM; numpy or torch.
-
-    ``cols`` may pass the forward's im2col matrix to skip gathering it again."""
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1):
+    """(grad_x, grad_weight, grad_bias) of ``conv2d``, each from one GEMM; numpy or torch."""
     g = conv_geometry(x, weight, None, stride, padding, dilation)
     check_array(grad_out, "grad_out", ndim=4, like=x)
     check_shape(grad_out, "grad_out", (g.n, g.o, g.oh, g.ow))
     lib = ops(x)
-    cols = _im2col(x, g) if cols is None else cols                             # (N*OH*OW, C*KH*KW)
+    cols = _im2col(x, g)                                                       # (N*OH*OW, C*KH*KW)
     grad2d = lib.permute(grad_out, (0, 2, 3, 1)).reshape(-1, g.o)              # (N*OH*OW, O)
     grad_weight = (grad2d.T @ cols).reshape(weight.shape)
     grad_x = _col2im(grad2d @ weight.reshape(g.o, -1), g)
@@ -221,6 +219,8 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
     if layout not in ("nhwc", "nchw"):
         raise ValueError(f"layout must be 'auto', 'nhwc' or 'nchw', got {layout!r}")
     bias = bias if bias is not None else x.new_zeros(g.o)
+    if g.n == 0:
+        return x.new_empty((0, g.o, g.oh, g.ow))
     columns = _nhwc_columns if layout == "nhwc" else _nchw_columns
     chunk = max(1, CHUNK_ELEMENTS // (g.oh * g.ow * g.kh * g.kw * g.c))
     outputs = []

@@ -121,7 +121,6 @@ def _check(t: torch.Tensor, name: str, ndim: int) -> None:
 def im2col(x: torch.Tensor, kh: int, kw: int, channels_last: bool = False):
     """Valid (stride 1, no padding) im2col of x, (N, C, H, W), or (N, H, W, C) if channels_last.
     Returns (cols (N*OH*OW, KH*KW*C), OH, OW)."""
-    k = _kernels()
     _check(x, "x", 4)
     n, c, h, w = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if channels_last else x.shape
     s_n, s_c, s_h, s_w = ((x.stride(0), x.stride(3), x.stride(1), x.stride(2)) if channels_last
@@ -130,6 +129,7 @@ def im2col(x: torch.Tensor, kh: int, kw: int, channels_last: bool = False):
     if oh < 1 or ow < 1:
         raise ValueError(f"kernel {kh}x{kw} is larger than the {h}x{w} input")
     m, depth = n * oh * ow, kh * kw * c
+    k = _kernels()
     cols = torch.empty((m, depth), device=x.device, dtype=x.dtype)
     # The interpreter's cost is per program, so it gets big tiles; a GPU wants many small ones.
     block_m, block_k = (64, 32) if mode() == "compiled" else (512, 64)
@@ -140,7 +140,6 @@ def im2col(x: torch.Tensor, kh: int, kw: int, channels_last: bool = False):
 
 def gemm_bias_relu(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """relu(a @ b + bias) (or without relu): a (M, K), b (K, N), bias (N,) -> (M, N) float32."""
-    k = _kernels()
     _check(a, "a", 2)
     _check(b, "b", 2)
     _check(bias, "bias", 1)
@@ -150,6 +149,7 @@ def gemm_bias_relu(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor, relu: b
         raise ValueError(f"a, b and bias must be on one device, got {a.device}, {b.device}, {bias.device}")
     m, depth = a.shape
     n = b.shape[1]
+    k = _kernels()
     out = torch.empty((m, n), device=a.device, dtype=torch.float32)
     args = (a, b, bias, out, m, n, depth, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
             out.stride(0), out.stride(1))

@@ -93,4 +93,4 @@ def test_infer_bench_quick(tmp_path):
     import pandas as pd
     rows = pd.read_csv(tmp_path / "infer_bench.csv")
     assert set(rows["batch"]) == {64, 1000} and (rows["seconds"] > 0).all()
-    assert "False" not in out.stdout.split("same predictions as (b)")[1].split("csv:")[0]
+    assert "False" not in out.stdout.split("same predictions as the nn.Module")[1].split("csv:")[0]

@@ -91,18 +91,26 @@ def test_retraining_compact_equals_retraining_masked():
         torch.testing.assert_close(value, shrunk_after.state_dict()[name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("layer, units", [("conv1", 5), ("conv2", 4), ("fc1", 7)])
+@pytest.mark.parametrize("heuristic", ["l1", "l2", "activation", "taylor"])
+def test_every_heuristic_finds_a_dead_unit_in_every_layer(layer, units, heuristic):
+    torch.manual_seed(5)
+    model = FashionCNN(SMALL)
+    module = getattr(model, layer)
+    with torch.no_grad():
+        module.weight[2] = 0                # a dead unit: no weights, no bias
+        module.bias[2] = 0
+        module.weight[1] *= 1e-3            # a nearly dead one
+    batch = (torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,)))
+    scores = prune.importance(model, layer, heuristic, batch)
+    assert scores.shape == (units,) and int(scores.argmin()) == 2
+    assert float(scores[2]) == 0.0
+
+
 def test_importance_heuristics():
     torch.manual_seed(5)
     model = FashionCNN(SMALL)
-    with torch.no_grad():
-        model.conv2.weight[2] = 0           # a dead channel: no weights, no bias
-        model.conv2.bias[2] = 0
-        model.conv2.weight[1] *= 1e-3       # a nearly dead one
     batch = (torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,)))
-    for heuristic in ("l1", "l2", "activation", "taylor"):
-        scores = prune.importance(model, "conv2", heuristic, batch)
-        assert scores.shape == (4,) and int(scores.argmin()) == 2, heuristic
-        assert float(scores[2]) == 0.0
     w = model.fc1.weight.detach()
     torch.testing.assert_close(prune.importance(model, "fc1", "l1", batch), w.abs().sum(1))
     torch.testing.assert_close(prune.importance(model, "fc1", "l2", batch), w.norm(dim=1))

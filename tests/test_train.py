@@ -58,6 +58,29 @@ def test_training_accuracy_is_the_training_pass_accuracy(monkeypatch):
     assert result.epochs[0].train_acc == pytest.approx(seen["correct"] / 96)
 
 
+def test_resumed_run_continues_its_mlflow_run(tmp_path, mlflow_store, monkeypatch):
+    data = synthetic_splits(n_train=128, n_test=32)
+    cfg = quick_config(epochs=3)
+    real_fit = train_mod.fit
+
+    def fit_killed_after_one_epoch(model, data, cfg, progress, on_epoch, start):
+        def on_epoch_then_die(record, losses, state):
+            on_epoch(record, losses, state)
+            raise KeyboardInterrupt
+        return real_fit(model, data, cfg, progress=progress, on_epoch=on_epoch_then_die, start=start)
+
+    monkeypatch.setattr(train_mod, "fit", fit_killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_job(SMALL, cfg, data, tmp_path / "c.pt", experiment="resume-exp", progress=False)
+    monkeypatch.setattr(train_mod, "fit", real_fit)
+    train_job(SMALL, cfg, data, tmp_path / "c.pt", experiment="resume-exp", progress=False, resume=True)
+    runs = read_runs("resume-exp", mlflow_store)
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    from mlflow.tracking import MlflowClient
+    history = MlflowClient(mlflow_store).get_metric_history(runs.iloc[0]["run_id"], "test_acc")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+
+
 def test_train_job_logs_to_mlflow(tmp_path, mlflow_store):
     data = synthetic_splits(n_train=256, n_test=64, val_size=64)
     ckpt = tmp_path / "ck.pt"
@@ -104,10 +127,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert len(load_checkpoint(tmp_path / "cut.pt")["resume"]["epochs"]) == 2
     monkeypatch.setattr(train_mod, "fit", real_fit)
     resumed = train_job(SMALL, cfg, data, tmp_path / "cut.pt", track=False, progress=False, resume=True)
-    assert resumed.step_losses == pytest.approx(full.step_losses, rel=1e-6)
+    assert resumed.step_losses == full.step_losses, "a resumed run must be bit-identical"
     a, b = load_checkpoint(tmp_path / "full.pt"), load_checkpoint(tmp_path / "cut.pt")
     for key, value in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=1e-6)
+        assert torch.equal(b["state_dict"][key], value), key
 
 
 def test_bad_train_config():
