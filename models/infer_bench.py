@@ -106,21 +106,16 @@ def table(rows):
 
 
 def plot(rows, path: str | Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+
+    from models.figures import new_figure, save
 
     frame = pd.DataFrame(rows)
     pivot = frame.pivot(index="implementation", columns="batch", values="seconds")
-    ax = pivot.plot.bar(figsize=(8, 4.5), logy=True, rot=15)
+    fig, ax = new_figure((8, 4.5))
+    pivot.plot.bar(ax=ax, logy=True, rot=15)
     ax.set(ylabel=f"seconds for the {int(frame['images'].iloc[0]):,} test images (log)", xlabel="",
            title="inference time by implementation and batch size")
     ax.grid(axis="y", alpha=0.3, which="both")
     ax.legend(title="batch")
-    ax.figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ax.figure.savefig(path, dpi=120)
-    plt.close(ax.figure)
-    return path
+    return save(fig, path)

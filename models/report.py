@@ -40,11 +40,9 @@ def pareto_front(frame, x: str = "flops", y: str = "test_after_retrain"):
 
 
 def plot_pareto(frame, front, base_flops: float, path: str | Path, selected=None) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from models.figures import new_figure, save
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = new_figure((8, 5))
     for session, group in frame.groupby("session"):
         ax.scatter(group["flops"] / base_flops, group["test_after_retrain"], s=14, alpha=0.7, label=session)
     ax.step(front["flops"] / base_flops, front["test_after_retrain"], where="post", color="black", lw=1.2,
@@ -56,12 +54,7 @@ def plot_pareto(frame, front, base_flops: float, path: str | Path, selected=None
            title="structured pruning: FLOPs vs test accuracy of every pruned model")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def prune_report(prune_dir: str | Path = "runs/prune", out_dir: str | Path = "runs",

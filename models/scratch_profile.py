@@ -115,13 +115,11 @@ def layer_table(results: dict[str, dict[str, tuple[float, float]]]):
 
 def plot_layers(frame, path: str | Path) -> Path:
     """Grouped bars: forward + backward ms per layer and implementation, log scale."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from models.figures import new_figure, save
 
     impls = [c for c in frame.columns.get_level_values(0).unique() if c != "numba speedup"]
     layers = [name for name in frame.index if name != "total"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = new_figure((9, 4.5))
     width = 0.8 / len(impls)
     positions = np.arange(len(layers))
     for k, impl in enumerate(impls):
@@ -134,12 +132,7 @@ def plot_layers(frame, path: str | Path) -> Path:
            title="from-scratch CNN: time per layer")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncols=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def run_profile(x: np.ndarray, repeats: int = 10) -> dict[str, dict[str, tuple[float, float]]]:

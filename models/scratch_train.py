@@ -138,13 +138,13 @@ def converge(data, optimizers=("sgd-momentum", "adagrad", "adam"), epochs: int =
 def plot_convergence(results: dict[str, list[dict]], path: str | Path) -> Path:
     """Loss (left) and train / validation / test error (right) per epoch, one colour per optimizer."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
+    from models.figures import new_figure, save
+
+    fig, (ax_loss, ax_err) = new_figure((11, 4), 1, 2)
     styles = {"train_error": "-", "val_error": "--", "test_error": ":"}
-    for colour, (name, history) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], results.items()):
+    for colour, (name, history) in zip(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"], results.items()):
         epochs = [r["epoch"] for r in history]
         ax_loss.plot(epochs, [r["loss"] for r in history], "o-", color=colour, label=name)
         for key, style in styles.items():
@@ -154,13 +154,8 @@ def plot_convergence(results: dict[str, list[dict]], path: str | Path) -> Path:
     ax_loss.set(xlabel="epoch", ylabel="training loss (epoch mean)", title="loss", yscale="log")
     ax_err.set(xlabel="epoch", ylabel="error (1 - accuracy)", title="train (solid), validation (dashed), test (dotted)")
     for ax in (ax_loss, ax_err):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("from-scratch CNN: optimizer convergence")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)

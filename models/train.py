@@ -217,11 +217,9 @@ def resume_state(optimizer, scheduler, result: TrainResult) -> dict:
 
 def plot_losses(result: TrainResult, steps_per_epoch: int, path: str | Path, title: str = "") -> Path:
     """Per-step training loss and per-epoch train/test loss against epochs of progress (PNG)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from models.figures import new_figure, save
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure((7, 4))
     steps = torch.arange(len(result.step_losses)) / steps_per_epoch
     ax.plot(steps, result.step_losses, lw=0.5, alpha=0.5, label="training loss (per step)")
     epochs = [e.epoch for e in result.epochs]
@@ -233,12 +231,7 @@ def plot_losses(result: TrainResult, steps_per_epoch: int, path: str | Path, tit
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def train_job(model_cfg, cfg: TrainConfig, data: DataSplits, checkpoint: str | Path,
