@@ -55,7 +55,7 @@ def _pool(x: torch.Tensor, kind: str | None, k: int, channels_last: bool) -> tor
 
 
 class MatmulNet:
-    def __init__(self, state: dict, config: dict, backend: str = "cpu", chunk: int = 128,
+    def __init__(self, state: dict, config: dict, backend: str = "cpu", chunk: int = 256,
                  strategy: str | dict | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
