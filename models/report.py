@@ -40,11 +40,18 @@ def pareto_front(frame, x: str = "flops", y: str = "test_after_retrain"):
 
 
 def plot_pareto(frame, front, base_flops: float, path: str | Path, selected=None) -> Path:
+    import matplotlib
+
     from models.figures import new_figure, save
 
     fig, ax = new_figure((8, 5))
-    for session, group in frame.groupby("session"):
-        ax.scatter(group["flops"] / base_flops, group["test_after_retrain"], s=14, alpha=0.7, label=session)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, (session, group) in zip(colours, frame.groupby("session")):
+        kept, rejected = group[group["accepted"]], group[~group["accepted"].astype(bool)]
+        ax.scatter(kept["flops"] / base_flops, kept["test_after_retrain"], s=14, alpha=0.7, color=colour,
+                   label=f"{session} (kept)")
+        ax.scatter(rejected["flops"] / base_flops, rejected["test_after_retrain"], s=24, marker="x",
+                   color=colour, label=f"{session} (rejected step)")
     ax.step(front["flops"] / base_flops, front["test_after_retrain"], where="post", color="black", lw=1.2,
             label="Pareto front")
     if selected is not None:
