@@ -26,7 +26,9 @@ from dataclasses import fields
 from models.fashion_cnn import FashionCNNConfig
 from models.train import TrainConfig
 
-DEFAULT_CHECKPOINT = "runs/base.pt"
+DEFAULT_CHECKPOINT = "runs/base.pt"        # what `sysdl train` writes and the later jobs read
+PRUNE_DIR = "runs/prune"
+SELECTED_CHECKPOINT = "runs/pruned_selected.pt"   # what `sysdl report prune` writes, infer-bench reads
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_cls, skip=()) -> None:
@@ -176,13 +178,14 @@ def cmd_prune(args) -> int:
 
 
 def _quick_base(data, path: Path) -> Path:
+    """A base model trained for 2 epochs on the quick subset, for `sysdl prune --quick` without one."""
     from models.checkpoint import save_checkpoint
     from models.fashion_cnn import FashionCNN
     from models.train import fit
     if not path.exists():
-        torch_model = FashionCNN()
-        fit(torch_model, data, TrainConfig(epochs=2), progress=False)
-        save_checkpoint(path, torch_model)
+        model = FashionCNN()
+        fit(model, data, TrainConfig(epochs=2), progress=False)
+        save_checkpoint(path, model)
     return path
 
 
@@ -293,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, PruneConfig)
     _add_data_flags(p)
     p.add_argument("--base", default=DEFAULT_CHECKPOINT, help="the trained model to prune")
-    p.add_argument("--out-dir", default="runs/prune", help="sessions go to OUT_DIR/HEURISTIC-SCHEDULE")
+    p.add_argument("--out-dir", default=PRUNE_DIR, help="sessions go to OUT_DIR/HEURISTIC-SCHEDULE")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-track", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -303,16 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables and figures from finished jobs")
     reports = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
     q = reports.add_parser("prune", help="Pareto plot, steps table and the selected pruned model")
-    q.add_argument("--prune-dir", default="runs/prune")
+    q.add_argument("--prune-dir", default=PRUNE_DIR)
     q.add_argument("--out-dir", default="runs")
     q.add_argument("--threshold", type=float, default=0.87, help="test accuracy the selected model must exceed")
-    q.add_argument("--selected", default="runs/pruned_selected.pt", help="where the selected model is copied")
+    q.add_argument("--selected", default=SELECTED_CHECKPOINT, help="where the selected model is copied")
     q.set_defaults(func=cmd_report)
 
     p = sub.add_parser("infer-bench", help="time original / pruned / MatmulNet inference on the test set")
     _add_data_flags(p)
     p.add_argument("--original", default=DEFAULT_CHECKPOINT)
-    p.add_argument("--pruned", default="runs/pruned_selected.pt")
+    p.add_argument("--pruned", default=SELECTED_CHECKPOINT)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out-dir", default="runs")

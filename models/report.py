@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SELECTED_CHECKPOINT = "runs/pruned_selected.pt"
-
 
 def pruning_steps(prune_dir: str | Path):
     """All steps of all sessions as one DataFrame (one row per produced model)."""
@@ -65,7 +63,7 @@ def plot_pareto(frame, front, base_flops: float, path: str | Path, selected=None
 
 
 def prune_report(prune_dir: str | Path = "runs/prune", out_dir: str | Path = "runs",
-                 threshold: float = 0.87, selected_path: str | Path = SELECTED_CHECKPOINT) -> dict:
+                 threshold: float = 0.87, selected_path: str | Path = "runs/pruned_selected.pt") -> dict:
     """Write the steps table (CSV, markdown), the Pareto plot, and copy the selected model."""
     frame = pruning_steps(prune_dir)
     out = Path(out_dir)
