@@ -69,6 +69,11 @@ def cmd_train(args) -> int:
     runtime = configure_cpu_runtime(args.threads)
     data = load_dataset(args.dataset, args.data_dir, download=args.download,
                         val_size=args.val_size, seed=train_cfg.seed)
+    if args.quick:                       # the whole path in seconds: 2 epochs on 2,000 images
+        from models.data import DataSplits
+        data = DataSplits(data.train.head(2000), data.test.head(1000),
+                          data.val.head(500) if data.val is not None else None, data.source)
+        train_cfg = TrainConfig(**{**train_cfg.__dict__, "epochs": 2})
     print(f"data: {data.source} (train {len(data.train)}, test {len(data.test)}"
           f"{f', val {len(data.val)}' if data.val is not None else ''}); "
           f"{runtime['torch_threads']} threads; device {train_cfg.device}")
@@ -256,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint's last epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quick", action="store_true", help="2 epochs on 2,000 images (smoke test)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("gradcheck", help="finite-difference check of every from-scratch layer and the network")

@@ -33,9 +33,11 @@ def test_missing_data_dir_is_a_clean_error(tmp_path, capsys):
     assert "does not hold Fashion-MNIST" in capsys.readouterr().err
 
 
-def test_train_on_synthetic_data(tmp_path):
-    out = sysdl("train", "--dataset", "synthetic", "--epochs", "2", "--hidden-units", "8",
-                "--no-track", "--no-progress", "--checkpoint", str(tmp_path / "c.pt"))
+@pytest.mark.needs_data
+def test_train_quick(tmp_path, fashion_mnist):
+    """sysdl train --quick on the real data set (skips where it is not installed)."""
+    out = sysdl("train", "--quick", "--hidden-units", "8", "--no-track", "--no-progress",
+                "--checkpoint", str(tmp_path / "c.pt"))
     assert out.returncode == 0, out.stderr
     assert "final train accuracy" in out.stdout and "time to 90% training accuracy" in out.stdout
     assert (tmp_path / "c.pt").exists() and (tmp_path / "c_loss.png").exists()
