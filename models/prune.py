@@ -38,6 +38,7 @@ from its last finished step (``state.json`` beside the step checkpoints).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -209,14 +210,18 @@ class Session:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "state.json"
+        digest = hashlib.sha256(Path(base).read_bytes()).hexdigest()
         if path.exists():
             self.state = json.loads(path.read_text())
             if self.state["config"] != asdict(cfg):
                 raise ValueError(f"{path} belongs to a session with {self.state['config']}; resuming needs "
                                  f"the same settings, or remove {self.dir} to start afresh")
+            if self.state.get("base_sha256", digest) != digest:
+                raise ValueError(f"{path} pruned a different base model than {base} holds now (it was "
+                                 f"retrained?); remove {self.dir} to prune the new one")
         else:
-            self.state = {"config": asdict(cfg), "base": base, "steps": [], "layer_index": 0,
-                          "finished": False, "parent_run_id": None}
+            self.state = {"config": asdict(cfg), "base": base, "base_sha256": digest, "steps": [],
+                          "layer_index": 0, "finished": False, "parent_run_id": None}
 
     def save(self) -> None:
         from models.checkpoint import atomic_write

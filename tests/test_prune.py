@@ -171,6 +171,10 @@ def test_session_resumes_after_a_kill(base_checkpoint, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="resuming needs the same settings"):
         prune.run_session(base, data, prune.PruneConfig(**{**QUICK, "max_drop": 0.2}), tmp_path / "cut",
                           track=False, progress=False)
+    from models.checkpoint import save_checkpoint
+    save_checkpoint(base, FashionCNN(SMALL))                        # the base is retrained meanwhile
+    with pytest.raises(ValueError, match="pruned a different base model"):
+        prune.run_session(base, data, cfg, tmp_path / "cut", track=False, progress=False)
 
 
 def test_global_session_and_report(base_checkpoint, tmp_path, mlflow_store):
