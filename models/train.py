@@ -104,13 +104,16 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
     fused = torch.device(cfg.device).type in ("cpu", "cuda")
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, fused=fused)
+    return optimizer, make_scheduler(optimizer, cfg, steps_per_epoch)
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule of ``cfg``, stepped once per SGD step."""
     if cfg.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
             pct_start=cfg.warmup_fraction, anneal_strategy="cos", cycle_momentum=False)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return optimizer, scheduler
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def epoch_data(split: Split, cfg: TrainConfig, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,7 +80,7 @@ def _worker(loop: str, quick: bool, data_dir, threads, epochs: int, commands, re
     from models.data import load_dataset
     from models.fashion_cnn import FashionCNN
     from models.runtime import configure_cpu_runtime
-    from models.train import TrainConfig, epoch_data, evaluate, make_optimizer, train_epoch
+    from models.train import TrainConfig, epoch_data, evaluate, make_optimizer, make_scheduler, train_epoch
 
     if loop == "sysdl":
         configure_cpu_runtime(threads)
@@ -98,9 +98,7 @@ def _worker(loop: str, quick: bool, data_dir, threads, epochs: int, commands, re
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=cfg.warmup_fraction,
-            anneal_strategy="cos", cycle_momentum=False)
+        scheduler = make_scheduler(optimizer, cfg, steps)
     for epoch in iter(commands.get, None):
         profiler = None
         if epoch == "profile":
