@@ -12,12 +12,14 @@ Stride, dilation (per axis) and zero padding (an int, (pad_h, pad_w) or per side
 Three implementations, from slow to fast:
   * ``conv2d_reference``: plain loops over (n, o, oh, ow); the oracle for speed comparisons.
   * ``conv2d`` / ``conv2d_backward`` on numpy arrays: im2col through a strided window view.
-  * ``conv2d`` on torch tensors: ``conv2d_torch``, a gather in one of two layouts chosen per
+  * ``conv2d`` on torch tensors: ``conv2d_torch``, a gather in one of three layouts chosen per
     layer shape (``choose_layout``): NHWC, one row per output pixel read from channels-last
     memory (KW*C contiguous floats per kernel row) feeding one GEMM per cache-sized chunk of
     images whose output is already channels-last, run on oneDNN where torch has it (AVX-512
-    on this CPU, ``gemm_backend``); or NCHW, the classic per-image (C*KH*KW, OH*OW) matrix
-    feeding a batched GEMM, better when C*KH*KW is tiny (the 1-channel first layer).
+    on this CPU, ``gemm_backend``); 'rows', the same but gathering only along W and summing
+    the KH kernel rows' shifted GEMM outputs (stride 1, a third of the gather); or NCHW, the
+    classic per-image (C*KH*KW, OH*OW) matrix feeding a batched GEMM, better when C*KH*KW is
+    tiny (the 1-channel first layer).
 ``conv2d_backward`` works on numpy arrays and torch tensors alike (the same code).
 
     python -m sysdl_kernels.conv     # checks conv2d against the reference on a small problem
@@ -35,6 +37,8 @@ from sysdl_kernels._array import check_array, check_shape, ops, output_size, pai
 # Images per GEMM chunk are chosen so a chunk's im2col matrix holds about this many elements
 # (~6 MB of float32): measured fastest here between 0.5M and 2M on the Fashion-MNIST shapes.
 CHUNK_ELEMENTS = 1_500_000
+# The 'rows' layout gathers a third as much per image; ~2 MB chunks measured fastest (16 images).
+ROWS_CHUNK_ELEMENTS = 520_000
 
 
 @dataclass(frozen=True)
@@ -186,19 +190,22 @@ def gemm_backend(x: torch.Tensor) -> str:
     return "blas"
 
 
-def choose_layout(c: int, kh: int, kw: int) -> str:
-    """The im2col layout for a kernel of C*KH*KW taps (see ``conv2d_torch``).
+def choose_layout(c: int, kh: int, kw: int, stride=(1, 1)) -> str:
+    """The im2col layout for a kernel of C*KH*KW taps at ``stride`` (see ``conv2d_torch``).
 
     Measured here on the Fashion-MNIST shapes (batch 128, 3x3): 1 -> 16 channels, 'nchw' 0.24 ms
-    vs 'nhwc' 0.9 ms (a 9-float row per output pixel gathers slowly); 16 -> 16 channels, 'nhwc'
-    1.9 ms vs 'nchw' 3.1 ms (BLAS's batched 16 x 144 GEMMs are slower than one oneDNN GEMM).
+    vs 'nhwc' 0.9 ms (a 9-float row per output pixel gathers slowly); 16 -> 16 channels, 'rows'
+    1.6-1.9 ms vs 'nhwc' 1.9-2.6 ms vs 'nchw' 3.1 ms ('rows' gathers a third of the data and
+    runs a 48-wide GEMM, which oneDNN does at ~400 GFLOP/s against ~250 for the 16-wide one).
     """
-    return "nchw" if c * kh * kw < 32 else "nhwc"
+    if c * kh * kw < 32:
+        return "nchw"
+    return "rows" if tuple(stride) == (1, 1) and c * kw >= 16 else "nhwc"
 
 
 def conv2d_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                  stride=1, padding=0, dilation=1, layout: str = "auto") -> torch.Tensor:
-    """Torch im2col convolution, (N, C, H, W) -> (N, O, OH, OW), in one of two layouts:
+    """Torch im2col convolution, (N, C, H, W) -> (N, O, OH, OW), in one of three layouts:
 
     * ``"nhwc"``: one row per output pixel, (N*OH*OW, KH*KW*C), gathered from the input's
       channels-last memory, then one GEMM (oneDNN where available) per cache-sized chunk of
@@ -206,6 +213,9 @@ def conv2d_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     * ``"nchw"``: per image a (C*KH*KW, OH*OW) matrix (the classic Caffe im2col), whose rows
       are long contiguous runs of the input, then one batched GEMM W @ cols per chunk; the
       output is NCHW-contiguous.
+    * ``"rows"`` (stride 1 only): gather along W only, KW*C floats per input pixel, one GEMM
+      against the KH kernel rows side by side, then KH shifted adds (``_conv2d_rows``); the
+      output is channels-last.
     ``"auto"`` picks by ``choose_layout`` (call it to report which ran).
     """
     if not isinstance(x, torch.Tensor):
@@ -215,18 +225,21 @@ def conv2d_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
     if layout == "auto":
-        layout = choose_layout(g.c, g.kh, g.kw)
-    if layout not in ("nhwc", "nchw"):
-        raise ValueError(f"layout must be 'auto', 'nhwc' or 'nchw', got {layout!r}")
+        layout = choose_layout(g.c, g.kh, g.kw, g.stride)
+    if layout not in ("nhwc", "nchw", "rows"):
+        raise ValueError(f"layout must be 'auto', 'nhwc', 'nchw' or 'rows', got {layout!r}")
+    if layout == "rows" and g.stride != (1, 1):
+        raise ValueError(f"layout 'rows' needs stride (1, 1), got {g.stride}")
     bias = bias if bias is not None else x.new_zeros(g.o)
     if g.n == 0:
         return x.new_empty((0, g.o, g.oh, g.ow))
+    if layout == "rows":
+        return _conv2d_rows(x, weight, bias, g)
     columns = _nhwc_columns if layout == "nhwc" else _nchw_columns
     chunk = max(1, CHUNK_ELEMENTS // (g.oh * g.ow * g.kh * g.kw * g.c))
     outputs = []
     if layout == "nhwc":
         weight2d = weight.permute(0, 2, 3, 1).reshape(g.o, g.kh * g.kw * g.c)    # (O, KH*KW*C)
-        use_onednn = gemm_backend(x) == "onednn"
     else:
         weight2d = weight.reshape(g.o, g.c * g.kh * g.kw)                          # (O, C*KH*KW)
     for start in range(0, g.n, chunk):
@@ -235,8 +248,7 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
         images = window.shape[0]
         if layout == "nhwc":
             cols = window.reshape(images * g.oh * g.ow, -1)                         # the gather
-            outputs.append(torch.ops.mkldnn._linear_pointwise(cols, weight2d, bias, "none", [], "")
-                           if use_onednn else torch.addmm(bias, cols, weight2d.T))
+            outputs.append(_linear(cols, weight2d, bias))
         else:
             cols = window.reshape(images, g.c * g.kh * g.kw, g.oh * g.ow)            # the gather
             outputs.append(torch.baddbmm(bias.view(1, -1, 1), weight2d.expand(images, -1, -1), cols))
@@ -244,6 +256,51 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
     if layout == "nhwc":
         return out.view(g.n, g.oh, g.ow, g.o).permute(0, 3, 1, 2)                  # channels-last NCHW
     return out.view(g.n, g.o, g.oh, g.ow)
+
+
+def _linear(rows: torch.Tensor, weight2d: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """rows @ weight2d.T + bias, on oneDNN where torch has it (``gemm_backend``), else BLAS."""
+    if gemm_backend(rows) == "onednn":
+        return torch.ops.mkldnn._linear_pointwise(rows, weight2d, bias, "none", [], "")
+    return rows @ weight2d.T if bias is None else torch.addmm(bias, rows, weight2d.T)
+
+
+def _conv2d_rows(x, weight, bias, g: ConvGeometry):
+    """Stride-1 convolution from a gather along W only, one GEMM and KH shifted adds.
+
+    In the padded NHWC image flattened to rows of C floats, output pixel q = (n, h, w) reads
+    rows q + kh*DH*Wp + kw*DW for every tap. Gathering the KW taps of each row side by side
+    gives X (rows, KW*C), a third of the full im2col for 3x3; one GEMM P = X @ [W_0 | ... |
+    W_KH-1] gives each kernel row's partial sum, and out[q] = sum_kh P[q + kh*DH*Wp, kh]. Rows
+    whose window crosses an image edge are computed and never read.
+    """
+    (dh, dw), hp, wp = g.dilation, g.h + g.pads[0] + g.pads[1], g.w + g.pads[2] + g.pads[3]
+    weight_rows = weight.permute(2, 0, 3, 1).reshape(g.kh * g.o, g.kw * g.c)       # (KH*O, KW*C)
+    bias_rows = torch.cat([bias, bias.new_zeros((g.kh - 1) * g.o)])                 # bias once
+    out = x.new_empty((g.n, g.oh, g.ow, g.o))                                         # channels-last
+    chunk = max(1, ROWS_CHUNK_ELEMENTS // (hp * wp * g.kw * g.c))
+    for start in range(0, g.n, chunk):
+        source = _padded(x[start:start + chunk], g, channels_last=True)             # (n, Hp, Wp, C)
+        images = source.shape[0]
+        length = images * hp * wp - (g.kw - 1) * dw
+        taps = source.as_strided((length, g.kw, g.c), (g.c, dw * g.c, 1))
+        partial = _linear(taps.reshape(length, g.kw * g.c), weight_rows, bias_rows)  # the GEMM
+        target = out[start:start + images]
+
+        def kernel_row(kh):
+            """P[q + kh*DH*Wp, kh-th block] for every valid output pixel q, as (n, OH, OW, O)."""
+            return partial.as_strided(
+                (images, g.oh, g.ow, g.o),
+                (hp * wp * partial.stride(0), wp * partial.stride(0), partial.stride(0), 1),
+                partial.storage_offset() + kh * dh * wp * partial.stride(0) + kh * g.o)
+
+        if g.kh == 1:
+            target.copy_(kernel_row(0))
+        else:
+            torch.add(kernel_row(0), kernel_row(1), out=target)
+            for kh in range(2, g.kh):
+                target += kernel_row(kh)
+    return out.permute(0, 3, 1, 2)
 
 
 def _padded(x, g: ConvGeometry, channels_last: bool):

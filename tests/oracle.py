@@ -71,12 +71,12 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_a
 
 
 @st.composite
-def conv_cases(draw, dtype=np.float64):
+def conv_cases(draw, dtype=np.float64, max_stride=3):
     """A random conv2d problem within the issue's ranges whose output is at least 1x1."""
     n = draw(st.integers(1, 4))
     c_in, c_out = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = tuple(draw(st.integers(0, 2)) for _ in range(4))     # top, bottom, left, right
     min_h = max(1, dilation[0] * (kh - 1) + 1 - padding[0] - padding[1])

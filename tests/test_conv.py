@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sysdl_kernels import conv, pool
 from tests.oracle import assert_close, check_conv, check_pool, conv2d_oracle, conv_cases, pool_cases
@@ -59,22 +60,30 @@ def test_col2im_is_the_adjoint_of_im2col(case):
     assert np.vdot(cols, probe) == pytest.approx(np.vdot(x, back), rel=1e-10)
 
 
-@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("layout, max_stride", [("nhwc", 3), ("nchw", 3), ("rows", 1)])
 @settings(max_examples=100, deadline=None)
-@given(case=conv_cases(np.float32))
-def test_both_torch_layouts_match_torch(layout, case):
-    """conv2d picks one layout per shape; each must be right on every shape."""
+@given(data=st.data())
+def test_every_torch_layout_matches_torch(layout, max_stride, data):
+    """conv2d picks one layout per shape; each must be right on every shape it accepts."""
+    case = data.draw(conv_cases(np.float32, max_stride=max_stride))
     check_conv(case, lambda *a, **k: conv.conv2d_torch(*a, **k, layout=layout), conv.conv2d_backward,
                torch.from_numpy)
 
 
-@pytest.mark.parametrize("c_in, layout", [(1, "nchw"), (16, "nhwc")])
+def test_rows_layout_refuses_strides():
+    x, w = torch.randn(2, 16, 9, 7), torch.randn(4, 16, 3, 3)
+    with pytest.raises(ValueError, match="stride"):
+        conv.conv2d_torch(x, w, stride=(1, 2), layout="rows")
+    assert conv.choose_layout(16, 3, 3, stride=(1, 2)) == "nhwc"
+
+
+@pytest.mark.parametrize("c_in, layout", [(1, "nchw"), (16, "rows")])
 def test_fashion_mnist_shapes_pick_their_layout(c_in, layout):
     x = torch.randn(128, c_in, 28 - (c_in > 1) * 2, 28 - (c_in > 1) * 2)
     w, b = torch.randn(16, c_in, 3, 3), torch.randn(16)
     out = conv.conv2d(x, w, b)
     assert conv.choose_layout(c_in, 3, 3) == layout
-    assert out.is_contiguous(memory_format=torch.channels_last if layout == "nhwc" else torch.contiguous_format)
+    assert out.is_contiguous(memory_format=torch.channels_last if layout != "nchw" else torch.contiguous_format)
     assert_close(out, torch.nn.functional.conv2d(x, w, b), np.float32)
 
 
