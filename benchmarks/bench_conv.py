@@ -1,9 +1,12 @@
-"""asv benchmarks: conv2d forward on the Fashion-MNIST shapes, five implementations.
+"""asv benchmarks: conv2d forward on the Fashion-MNIST shapes, six implementations, two devices.
 
-    nn.Conv2d (oneDNN) | torch-im2col (sysdl conv2d_torch) | numpy-im2col | numba | reference loops
+    reference loops | numpy-im2col | numba | torch-im2col (sysdl conv2d_torch) | triton | nn.Conv2d
 
-``time_forward`` times each; the ``track_*`` figures are ratios of medians measured in the same
-process, interleaved, after warm-up (speed of A relative to B: B's time / A's time).
+``ConvForward.time_forward`` times each case (the family's baseline is nn.Conv2d);
+``ConvForward.peakmem_forward`` its peak memory (im2col forms a matrix the direct convolution
+never does); ``ConvThroughput.track_gflops`` its GFLOP/s; the ``ConvForwardRatios.track_*``
+figures are ratios of medians measured in the same process, interleaved, after warm-up (speed
+of A relative to B: B's time / A's time). Run with ``asv run`` (README, "Tracking speedups").
 """
 
 from __future__ import annotations
@@ -14,23 +17,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import BATCH, CONV_SHAPES, REFERENCE_BATCH, conv_inputs, threads
-from models.runtime import interleaved
+from benchmarks.common import (BATCH, CONV_SHAPES, REFERENCE_BATCH, Family, TimedFamily, conv_inputs,
+                               cpu_only, require_compiled_triton, require_device, synchronised, threads)
+from models.runtime import interleaved, median_seconds
 from sysdl_kernels import conv
+from sysdl_kernels.flops import Conv, analyze
 
-IMPLEMENTATIONS = ["nn.Conv2d", "torch-im2col", "numpy-im2col", "numba", "reference"]
+IMPLEMENTATIONS = ["nn.Conv2d", "torch-im2col", "triton", "numpy-im2col", "numba", "reference"]
+TORCH_IMPLEMENTATIONS = {"nn.Conv2d", "torch-im2col", "triton"}
 
 
-def conv_forward(implementation: str, shape: str):
+def batch_of(implementation: str) -> int:
+    """Images per call: the reference loops in Python and is timed on a few images."""
+    return REFERENCE_BATCH if implementation == "reference" else BATCH
+
+
+def conv_forward(shape: str, implementation: str, device: str = "cpu"):
     """A zero-argument callable running one forward of ``implementation`` on the shape's inputs
-    (the reference on REFERENCE_BATCH images: it loops in Python), checked against F.conv2d."""
-    batch = REFERENCE_BATCH if implementation == "reference" else BATCH
-    x, w, b = conv_inputs(shape, batch)
-    if implementation in ("nn.Conv2d", "torch-im2col"):
-        xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
-        fn = {"nn.Conv2d": lambda: F.conv2d(xt, wt, bt),
-              "torch-im2col": lambda: conv.conv2d_torch(xt, wt, bt)}[implementation]
+    on ``device``, checked against F.conv2d before it is returned."""
+    require_device(device)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    x, w, b = conv_inputs(shape, batch_of(implementation))
+    if implementation in TORCH_IMPLEMENTATIONS:
+        if implementation == "triton":
+            require_compiled_triton()
+            from sysdl_kernels import triton_ops
+            run = triton_ops.conv2d
+        else:
+            run = {"nn.Conv2d": F.conv2d, "torch-im2col": conv.conv2d_torch}[implementation]
+        xt, wt, bt = (torch.from_numpy(a).to(device) for a in (x, w, b))
+        fn = synchronised(lambda: run(xt, wt, bt), device)
     else:
+        cpu_only(implementation, device)
         if implementation == "numba":
             from sysdl_kernels import numba_layers
             kernel = numba_layers.conv2d
@@ -38,35 +57,48 @@ def conv_forward(implementation: str, shape: str):
             kernel = {"numpy-im2col": conv.conv2d, "reference": conv.conv2d_reference}[implementation]
         fn = lambda: kernel(x, w, b)
     expected = F.conv2d(*(torch.from_numpy(a) for a in (x, w, b))).numpy()
-    np.testing.assert_allclose(np.asarray(fn()), expected, rtol=1e-4, atol=1e-4)   # check before timing
+    got = fn()
+    got = got.cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)   # check before timing
     return fn
 
 
+CONV = Family("conv", tuple(CONV_SHAPES), tuple(IMPLEMENTATIONS), conv_forward)
+
+
 def per_image_ratio(slow: str, fast: str, shape: str, repeats: int = 5) -> float:
-    """(slow's time per image) / (fast's time per image), medians, interleaved."""
-    fns = {name: conv_forward(name, shape) for name in (slow, fast)}
+    """(slow's time per image) / (fast's time per image), medians, interleaved, on the CPU."""
+    fns = {name: conv_forward(shape, name) for name in (slow, fast)}
     times = interleaved(fns, repeats=repeats, warmup=1)
-    per_image = {name: statistics.median(t) / (REFERENCE_BATCH if name == "reference" else BATCH)
-                 for name, t in times.items()}
+    per_image = {name: statistics.median(t) / batch_of(name) for name, t in times.items()}
     return per_image[slow] / per_image[fast]
 
 
-class ConvForward:
-    params = (list(CONV_SHAPES), IMPLEMENTATIONS)
-    param_names = ["shape", "implementation"]
-    timeout = 300
+class ConvForward(TimedFamily):
+    family = CONV
+    params = CONV.params
 
-    def setup(self, shape, implementation):
-        threads()
-        self.fn = conv_forward(implementation, shape)
-        self.fn()                                   # warm-up: JIT compile, first oneDNN call
+    def time_forward(self, case, implementation, device):
+        self.run()
 
-    def time_forward(self, shape, implementation):
-        self.fn()
+    def peakmem_forward(self, case, implementation, device):
+        self.run()
+
+
+class ConvThroughput(TimedFamily):
+    """Useful arithmetic per second: 2 * multiply-adds of the convolution (bias adds not counted)."""
+    family = CONV
+    params = CONV.params
+    unit = "GFLOP/s"
+
+    def track_gflops(self, case, implementation, device):
+        c_in, c_out, size, k = CONV_SHAPES[case]
+        flops = batch_of(implementation) * analyze([Conv(c_out, k)], (c_in, size, size))[0].gemm_flops
+        return flops / median_seconds(self.run, repeats=3 if implementation == "reference" else 20) / 1e9
 
 
 class ConvForwardRatios:
-    """The issue's figures, per shape: each a ratio of medians from one process."""
+    """The kernel-library issue's figures, per shape: each a ratio of medians from one process."""
     params = list(CONV_SHAPES)
     param_names = ["shape"]
     timeout = 600

@@ -1,5 +1,13 @@
 """Shared, seeded benchmark inputs and the cases every harness (asv, pytest-benchmark) uses.
 
+A kernel family (``Family``) is one list of cases: case labels x implementations x devices and a
+factory that turns one (case, implementation, device) into a zero-argument callable, checked
+against its reference before it is returned, and synchronising CUDA when it runs there. asv
+classes (``TimedFamily``) and the pytest-benchmark tests (tests/test_benchmarks.py) both build
+their cases from it, so no parameter list is written twice. A case that cannot run here (no
+CUDA, Triton without a GPU) raises NotImplementedError from the factory: asv skips it, pytest
+skips it; it is never timed as zero.
+
 Inputs come from cached factories (built once per process, seeded), so a case's timing never
 includes allocation and every implementation sees the same numbers.
 """
@@ -7,10 +15,82 @@ includes allocation and every implementation sees the same numbers.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import zlib
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+PARAM_NAMES = ["case", "implementation", "device"]     # every time_ family, in this order
+DEVICES = ["cpu", "cuda"]
+# Each family's speedups are against this implementation, same case, device and machine.
+BASELINES = {"conv": "nn.Conv2d", "layers": "torch", "inference": "original nn.Module", "triton": "torch"}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    cases: tuple[str, ...]
+    implementations: tuple[str, ...]
+    factory: Callable[[str, str, str], Callable[[], object]]
+    devices: tuple[str, ...] = tuple(DEVICES)
+
+    @property
+    def params(self) -> list[list[str]]:
+        return [list(self.cases), list(self.implementations), list(self.devices)]
+
+    def all_cases(self):
+        """Every (case, implementation, device), in asv's order."""
+        return list(itertools.product(self.cases, self.implementations, self.devices))
+
+
+class TimedFamily:
+    """Base of an asv class timing one family: subclasses set ``family`` and a one-line time_."""
+    family: Family
+    param_names = PARAM_NAMES
+    timeout = 300
+
+    def setup(self, case, implementation, device):
+        threads()
+        self.run = self.family.factory(case, implementation, device)
+        self.run()                                  # warm-up: JIT compile, first oneDNN/CUDA call
+
+
+def require_device(device: str) -> None:
+    """NotImplementedError (asv's "skip") when ``device`` is not usable here."""
+    import torch
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotImplementedError("no CUDA device on this machine")
+
+
+def cpu_only(implementation: str, device: str) -> None:
+    if device != "cpu":
+        raise NotImplementedError(f"{implementation} runs on the CPU only")
+
+
+def require_compiled_triton() -> None:
+    """Triton is timed compiled on CUDA only: the CPU interpreter is for correctness, its times mean nothing."""
+    from sysdl_kernels import triton_ops
+    if triton_ops.mode() != "compiled":
+        raise NotImplementedError("Triton is timed on a CUDA GPU only (here: "
+                                  f"{triton_ops.mode()}; the interpreter is not a timing)")
+
+
+def synchronised(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    """fn, followed by torch.cuda.synchronize() on CUDA, so a timer sees the kernels finish."""
+    if device != "cuda":
+        return fn
+    import torch
+
+    def run():
+        result = fn()
+        torch.cuda.synchronize()
+        return result
+    return run
 
 BATCH = 128
 # The Fashion-MNIST CNN's two convolutions: (in channels, out channels, input H = W, kernel).

@@ -160,3 +160,17 @@ def gemm_bias_relu(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor, relu: b
         grid = (k.triton.cdiv(m, 256), k.triton.cdiv(n, 32))
         k.gemm[grid](*args, RELU=relu, BLOCK_M=256, BLOCK_N=32, BLOCK_K=64)
     return out
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """Valid stride-1 convolution of x (N, C, H, W) by weight (O, C, KH, KW) as the two kernels
+    above: im2col, then one GEMM with the bias (and ReLU) in its epilogue. Returns (N, O, OH, OW),
+    channels-last in memory (the GEMM's rows are output pixels)."""
+    _check(weight, "weight", 4)
+    o, c, kh, kw = weight.shape
+    if x.dim() == 4 and x.shape[1] != c:
+        raise ValueError(f"x has {x.shape[1]} channels but weight expects {c}")
+    cols, oh, ow = im2col(x, kh, kw)
+    weight2d = weight.permute(2, 3, 1, 0).reshape(kh * kw * c, o)         # rows (kh, kw, c)
+    out = gemm_bias_relu(cols, weight2d.contiguous(), bias, relu=relu)
+    return out.view(x.shape[0], oh, ow, o).permute(0, 3, 1, 2)

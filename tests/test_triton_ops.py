@@ -41,6 +41,22 @@ def test_im2col(shape, kh, kw, channels_last):
     assert torch.equal(cols.cpu(), expected)
 
 
+@pytest.mark.parametrize("shape, o, kh, kw", [((3, 2, 9, 7), 5, 3, 2), ((2, 16, 12, 11), 16, 3, 3)])
+@pytest.mark.parametrize("relu", [True, False])
+def test_conv2d_matches_torch(shape, o, kh, kw, relu):
+    g = torch.Generator().manual_seed(o)
+    x, w, b = torch.randn(*shape, generator=g), torch.randn(o, shape[1], kh, kw, generator=g), torch.randn(o, generator=g)
+    expected = torch.nn.functional.conv2d(x.double(), w.double(), b.double())
+    got = triton_ops.conv2d(x.to(DEVICE), w.to(DEVICE), b.to(DEVICE), relu=relu).cpu().double()
+    torch.testing.assert_close(got, expected.relu() if relu else expected, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_refuses_a_channel_mismatch():
+    with pytest.raises(ValueError, match="channels"):
+        triton_ops.conv2d(torch.randn(1, 3, 8, 8).to(DEVICE), torch.randn(4, 2, 3, 3).to(DEVICE),
+                          torch.randn(4).to(DEVICE))
+
+
 def test_bad_shapes():
     with pytest.raises(ValueError, match="shapes do not chain"):
         triton_ops.gemm_bias_relu(torch.randn(3, 4), torch.randn(5, 2), torch.randn(2))

@@ -1,0 +1,71 @@
+"""asv benchmarks: the Triton kernels (im2col gather; GEMM with bias and ReLU fused in the
+epilogue) against the torch operations they replace; baseline: torch on the same device.
+
+Triton cases run compiled on a CUDA GPU only: on a CPU they are skipped (the interpreter is
+for correctness, in the tests; its times mean nothing), and the torch cases give the CPU
+column. Shapes are the MatmulNet GEMMs at batch 1000 (a 16-channel conv and the dense layer of
+the unpruned network); inputs are seeded random numbers (the time does not depend on them).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import Family, TimedFamily, require_compiled_triton, require_device, synchronised
+
+# case label -> (kind, shape): GEMM (M, K, N) or im2col (N, C, H, W, K)
+SHAPES = {
+    "gemm+bias+relu 576000x144x16": ("gemm", (576_000, 144, 16)),
+    "gemm+bias+relu 1000x9216x100": ("gemm", (1000, 9216, 100)),
+    "im2col 1000x16x26x26 3x3": ("im2col", (1000, 16, 26, 26, 3)),
+}
+IMPLEMENTATIONS = ("torch", "triton")
+
+
+def triton_case(case: str, implementation: str, device: str = "cpu"):
+    """A callable running one kernel (Triton) or its torch counterpart, checked against each other
+    when both can run."""
+    require_device(device)
+    if case not in SHAPES:
+        raise ValueError(f"case must be one of {list(SHAPES)}, got {case!r}")
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    if implementation == "triton":
+        require_compiled_triton()
+    kind, shape = SHAPES[case]
+    g = torch.Generator().manual_seed(len(case))
+    if kind == "gemm":
+        m, k, n = shape
+        a, b, bias = (t.to(device) for t in (torch.randn(m, k, generator=g), torch.randn(k, n, generator=g) / k ** 0.5,
+                                             torch.randn(n, generator=g)))
+        reference = lambda: torch.relu(torch.addmm(bias, a, b))
+        if implementation == "triton":
+            from sysdl_kernels import triton_ops
+            fn = lambda: triton_ops.gemm_bias_relu(a, b, bias, relu=True)
+    else:
+        n, c, h, w, k = shape
+        x = torch.randn(n, c, h, w, generator=g).to(device)
+        reference = lambda: F.unfold(x, k)                                   # (N, C*K*K, L)
+        if implementation == "triton":
+            from sysdl_kernels import triton_ops
+            fn = lambda: triton_ops.im2col(x, k, k)[0]                       # (N*L, K*K*C)
+    if implementation == "torch":
+        return synchronised(reference, device)
+    got, expected = fn(), reference()
+    if kind == "im2col":                                  # the same numbers in (kh, kw, c) column order
+        n, c, h, w, k = shape
+        expected = expected.view(n, c, k, k, -1).permute(0, 4, 2, 3, 1).reshape(got.shape)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    return synchronised(fn, device)
+
+
+TRITON = Family("triton", tuple(SHAPES), IMPLEMENTATIONS, triton_case)
+
+
+class TritonKernels(TimedFamily):
+    family = TRITON
+    params = TRITON.params
+
+    def time_kernel(self, case, implementation, device):
+        self.run()
