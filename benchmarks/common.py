@@ -23,10 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-PARAM_NAMES = ["case", "implementation", "device"]     # every time_ family, in this order
+from models.bench_table import BASELINES, PARAM_NAMES   # noqa: F401  (the schema sysdl bench-table reads)
+
 DEVICES = ["cpu", "cuda"]
-# Each family's speedups are against this implementation, same case, device and machine.
-BASELINES = {"conv": "nn.Conv2d", "layers": "torch", "inference": "original nn.Module", "triton": "torch"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,6 @@ CONV_SHAPES = {
     "conv1 1->16 28x28": (1, 16, 28, 3),
     "conv2 16->16 26x26": (16, 16, 26, 3),
 }
-REFERENCE_BATCH = 4          # conv2d_reference loops in Python: timed on a few images, per image
 
 
 def threads() -> int:
