@@ -7,6 +7,7 @@
     sysdl prune [--heuristic l1|l2|activation|taylor|random] [--schedule layer|global] [--quick]
     sysdl report prune [--threshold 0.87]
     sysdl infer-bench [--quick]         # original vs pruned vs MatmulNet (CPU, Triton) at batch 1/64/1000
+    sysdl pipeline [--quick] [--dry-run]   # train -> prune -> select -> infer-bench -> benchmarks -> tables
     sysdl bench-table [--commit C] [--vs C] [--pytest-json F ...]   # asv/pytest-benchmark tables
 """
 
@@ -328,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="runs")
     p.add_argument("--quick", action="store_true", help="2,000 images, batch 64 and 1000, one repeat")
     p.set_defaults(func=cmd_infer_bench)
+
+    p = sub.add_parser("pipeline", help="train, prune, select, infer-bench, benchmarks, bench-table; "
+                                        "each stage skipped when current")
+    from models.pipeline import add_arguments as add_pipeline_arguments, main as pipeline_main
+    add_pipeline_arguments(p)
+    p.set_defaults(func=pipeline_main)
 
     p = sub.add_parser("bench-table", help="per-family tables and charts from asv and pytest-benchmark results")
     from models.bench_table import add_arguments as add_table_arguments, main as bench_table_main

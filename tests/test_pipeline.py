@@ -1,0 +1,65 @@
+"""sysdl pipeline: the stage plan, the skip rules, and the whole --quick path end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models import pipeline
+
+
+def names_to_run(plan):
+    return [stage.name for stage in plan if stage.current() is None]
+
+
+def test_an_empty_directory_runs_every_stage(tmp_path):
+    plan = pipeline.stages(quick=True, out_root=tmp_path)
+    assert [s.name for s in plan] == ["train", "prune", "select", "infer-bench", "benchmarks", "bench-table"]
+    assert names_to_run(plan) == [s.name for s in plan]
+    assert all("--quick" in s.command for s in plan if s.name in ("train", "prune", "infer-bench"))
+    assert all(str(tmp_path) in " ".join(s.command) for s in plan)
+
+
+def test_an_unfinished_training_checkpoint_is_not_current(tmp_path):
+    from models.checkpoint import save_checkpoint
+    from models.fashion_cnn import FashionCNN
+    save_checkpoint(tmp_path / "base.pt", FashionCNN(), {}, resume={"epoch": 1})
+    assert pipeline._training_finished(tmp_path / "base.pt") is None
+    save_checkpoint(tmp_path / "base.pt", FashionCNN(), {})
+    assert "finished" in pipeline._training_finished(tmp_path / "base.pt")
+
+
+def test_a_session_from_another_base_is_not_current(tmp_path):
+    import hashlib
+    base = tmp_path / "base.pt"
+    base.write_bytes(b"model A")
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"finished": True, "steps": [{}, {}],
+                                 "base_sha256": hashlib.sha256(b"model A").hexdigest()}))
+    assert "finished (1 steps)" in pipeline._session_finished(state, base)
+    base.write_bytes(b"model B")
+    assert pipeline._session_finished(state, base) is None
+    state.write_text(json.dumps({"finished": False, "steps": [{}]}))
+    assert pipeline._session_finished(state, base) is None
+
+
+def test_dry_run_says_how_long_and_runs_nothing(tmp_path, capsys):
+    assert pipeline.run(quick=True, dry_run=True, out_root=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "about 3 min" in out and out.count("run  (~") == 6
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.needs_data
+def test_quick_pipeline_end_to_end_then_everything_is_current(tmp_path, capsys):
+    assert pipeline.run(quick=True, out_root=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "summary:" in out and "failed" not in out
+    for path in ("base.pt", "prune/l1-global/state.json", "pruned_selected.pt", "infer_bench.csv", "bench.json",
+                 "bench_table/bench_conv.md", "bench_table/bench_inference.png"):
+        assert (tmp_path / path).exists(), path
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    families = {b["extra_info"]["family"] for b in bench["benchmarks"]}
+    assert families == {"conv", "layers", "inference", "triton"}
+    assert names_to_run(pipeline.stages(quick=True, out_root=tmp_path)) == ["bench-table"]
