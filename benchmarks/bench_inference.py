@@ -31,11 +31,12 @@ STAND_IN_PRUNED = {"conv1_channels": 4, "conv2_channels": 2, "hidden_units": 25}
 
 
 def checkpoint_path(kind: str) -> Path:
-    """Where the benchmarks read the 'base' or 'pruned' model (environment variable, else runs/)."""
+    """Where the benchmarks read the 'base' or 'pruned' model: the environment variable, else the
+    main job's path under this checkout's runs/ (asv runs benchmarks from a temporary directory)."""
     from models.cli import DEFAULT_CHECKPOINT, SELECTED_CHECKPOINT
     variable, default = {"base": ("SYSDL_BASE_CHECKPOINT", DEFAULT_CHECKPOINT),
                          "pruned": ("SYSDL_PRUNED_CHECKPOINT", SELECTED_CHECKPOINT)}[kind]
-    return Path(os.environ.get(variable, default))
+    return Path(os.environ.get(variable) or Path(__file__).resolve().parents[1] / default)
 
 
 @functools.lru_cache(maxsize=None)

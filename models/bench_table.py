@@ -251,7 +251,14 @@ def format_seconds(seconds: float) -> str:
 
 
 def format_ratio(ratio: float) -> str:
-    return "n/a" if ratio is None or math.isnan(ratio) else f"{ratio:.2f}x" if ratio < 100 else f"{ratio:,.0f}x"
+    """'2.10x', '1,466x', '0.0631x'; below 0.01 the slowdown ('3,412x slower'), never a bare 0.00x."""
+    if ratio is None or math.isnan(ratio):
+        return "n/a"
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    if ratio >= 0.1:
+        return f"{ratio:.2f}x"
+    return f"{ratio:.3g}x" if ratio >= 0.01 else f"{1 / ratio:,.0f}x slower"
 
 
 def _is_gpu(device: str) -> bool:

@@ -302,3 +302,9 @@ def test_add_arguments():
     args = parser.parse_args(["--pytest-json", "a.json", "b.json", "--vs", "abc1", "--commit", "abd2"])
     assert (args.asv_dir, args.pytest_json, args.commit, args.vs, args.out_dir) == (
         ".asv/results", ["a.json", "b.json"], "abd2", "abc1", "runs/bench_table")
+
+
+def test_ratios_stay_readable_at_every_scale():
+    from models.bench_table import format_ratio
+    assert [format_ratio(r) for r in (1466.2, 2.104, 0.0631, 0.0002, float("nan"))] == [
+        "1,466x", "2.10x", "0.0631x", "5,000x slower", "n/a"]
