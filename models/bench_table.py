@@ -150,11 +150,24 @@ def _read_asv(results_dir: str | Path):
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _git_rev_parse(name: str) -> str | None:
+    import subprocess
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def _resolve_commit(frame, commit: str | None, results_dir) -> str:
     """The full hash: the latest (by commit date) when commit is None, else the one it prefixes."""
     if commit is None:
         return frame.sort_values(["date", "started_at"])["commit"].iloc[-1]
     matches = sorted(c for c in frame["commit"].unique() if c.startswith(commit.strip().lower()))
+    if not matches:                               # a git name (HEAD~1, main, a tag) for this checkout
+        full = _git_rev_parse(commit)
+        matches = [full] if full in set(frame["commit"]) else []
     if len(matches) == 1:
         return matches[0]
     known = frame.drop_duplicates("commit").sort_values("date", ascending=False)
