@@ -6,6 +6,8 @@
     sysdl scratch overfit | converge | profile
     sysdl prune [--heuristic l1|l2|activation|taylor|random] [--schedule layer|global] [--quick]
     sysdl report prune [--threshold 0.87]
+    sysdl sweep model | train [--workers N] [--shard I/N] [--quick]   # resumable MLflow sweeps
+    sysdl report sweep [--quick]        # top-3, Pareto, main effects, the five situation plots
     sysdl infer-bench [--quick]         # original vs pruned vs MatmulNet (CPU, Triton) at batch 1/64/1000
     sysdl pipeline [--quick] [--dry-run]   # train -> prune -> select -> infer-bench -> benchmarks -> tables
     sysdl bench-table [--commit C] [--vs C] [--pytest-json F ...]   # asv/pytest-benchmark tables
@@ -319,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--threshold", type=float, default=0.87, help="test accuracy the selected model must exceed")
     q.add_argument("--selected", default=SELECTED_CHECKPOINT, help="where the selected model is copied")
     q.set_defaults(func=cmd_report)
+
+    q = reports.add_parser("sweep", help="top-3, runs table, Pareto, main effects, situation plots (from MLflow)")
+    from models.sweep_report import add_arguments as add_sweep_report_arguments, main as sweep_report_main
+    add_sweep_report_arguments(q)
+    q.set_defaults(func=sweep_report_main)
+
+    p = sub.add_parser("sweep", help="hyperparameter sweeps: model | train (resumable, --workers, --shard I/N)")
+    from models.sweep import add_arguments as add_sweep_arguments, main as sweep_main
+    add_sweep_arguments(p)
+    p.set_defaults(func=sweep_main)
 
     p = sub.add_parser("infer-bench", help="time original / pruned / MatmulNet inference on the test set")
     _add_data_flags(p)

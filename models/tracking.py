@@ -15,7 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 _MAX_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
@@ -48,6 +48,13 @@ class RunLogger:
         now = int(time.time() * 1000)
         self._send([Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
 
+    def log_points(self, points: Iterable[tuple[str, float, int]]) -> None:
+        """Log (key, value, step) points of several metrics and steps in one batch: up to 1000
+        points land in one store transaction, so a kill leaves all of them or none."""
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        self._send([Metric(k, float(v), now, int(step)) for k, v, step in points])
+
     def log_series(self, key: str, values: Sequence[float], first_step: int = 0) -> None:
         """Log many values of one metric (e.g. every step's loss) in a few batched calls."""
         from mlflow.entities import Metric
@@ -71,6 +78,7 @@ class NullRunLogger:
     run_id = None
 
     def log_metrics(self, metrics, step=None): pass
+    def log_points(self, points): pass
     def log_series(self, key, values, first_step=0): pass
     def log_artifact(self, path, artifact_path=None): pass
     def set_tags(self, tags): pass
@@ -119,6 +127,58 @@ def read_runs(experiment: str, uri: str | None = None):
     import mlflow
     mlflow.set_tracking_uri(tracking_uri(uri))
     return mlflow.search_runs(experiment_names=[experiment])
+
+
+def ensure_experiment(experiment: str, uri: str | None = None) -> str:
+    """The id of ``experiment``, created if missing (call it once before starting worker
+    processes, so that they do not race to create the store or the experiment)."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=tracking_uri(uri))
+    found = client.get_experiment_by_name(experiment)
+    return found.experiment_id if found else client.create_experiment(experiment)
+
+
+def find_runs(experiment: str, tags: dict[str, str] | None = None, uri: str | None = None) -> list[dict]:
+    """Active (not deleted) runs of ``experiment`` whose tags equal ``tags``, as dicts with
+    run_id, status, start_time, tags, params and metrics (latest values); [] if no such experiment."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=tracking_uri(uri))
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items())
+    runs, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
+        runs += [{"run_id": r.info.run_id, "status": r.info.status, "start_time": r.info.start_time,
+                  "tags": dict(r.data.tags), "params": dict(r.data.params), "metrics": dict(r.data.metrics)}
+                 for r in page]
+        token = page.token
+        if not token:
+            return runs
+
+
+def end_runs(run_ids: Iterable[str], status: str = "KILLED", uri: str | None = None) -> None:
+    """Mark runs ended with ``status`` (e.g. the runs of worker processes that were stopped)."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=tracking_uri(uri))
+    for run_id in run_ids:
+        client.set_terminated(run_id, status=status)
+
+
+def delete_runs(run_ids: Iterable[str], uri: str | None = None) -> None:
+    """Move runs to MLflow's deleted runs (``mlflow runs restore --run-id ID`` brings one back)."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=tracking_uri(uri))
+    for run_id in run_ids:
+        client.delete_run(run_id)
+
+
+def metric_history(run_id: str, keys: Iterable[str], uri: str | None = None) -> dict[str, list[tuple[int, float]]]:
+    """Every logged (step, value) of each metric in ``keys``, sorted by step."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=tracking_uri(uri))
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in keys}
 
 
 def artifact_dir_note(uri: str | None = None) -> str:

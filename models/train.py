@@ -166,9 +166,12 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device="cpu"
 
 def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = True,
         on_epoch: Callable[[EpochResult, list[float], dict], None] | None = None,
-        start: dict | None = None) -> TrainResult:
+        start: dict | None = None,
+        stop: Callable[[list[EpochResult]], str | None] | None = None) -> TrainResult:
     """Train ``model`` for ``cfg.epochs``; ``on_epoch(record, step_losses, resume_state)`` sees every
-    finished epoch (for logging and checkpoints); ``start`` resumes from a ``resume_state``."""
+    finished epoch (for logging and checkpoints); ``start`` resumes from a ``resume_state``.
+    ``stop(epochs so far)``, when it returns a reason, ends training before the next epoch; it is
+    asked before every epoch, so a resumed run that had stopped stays stopped (``early_stop``)."""
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device)
@@ -187,6 +190,8 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=first_epoch * steps_per_epoch,
                disable=not progress, unit="step", dynamic_ncols=True)
     for epoch in range(first_epoch, cfg.epochs):
+        if stop is not None and stop(result.epochs):
+            break
         bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
         x, y = epoch_data(train, cfg, epoch)
         t0 = time.perf_counter()
@@ -210,6 +215,28 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
             on_epoch(record, losses.tolist(), resume_state(optimizer, scheduler, result))
     bar.close()
     return result
+
+
+def early_stop(patience: int = 0, key: str = "val_acc") -> Callable[[list[EpochResult]], str | None]:
+    """A ``stop`` rule for ``fit``: "diverged" as soon as an epoch's training loss is not finite
+    (NaN weights learn nothing more), and "plateau" once ``key`` (validation accuracy) has not
+    improved on its best for ``patience`` epochs (0: never). A pure function of the epochs, so
+    it gives the same answer when a checkpointed run is resumed."""
+    if patience < 0:
+        raise ValueError(f"plateau patience must be >= 0 epochs (0: off), got {patience}")
+
+    def stop(epochs: list[EpochResult]) -> str | None:
+        if epochs and not math.isfinite(epochs[-1].train_loss):
+            return "diverged"
+        if patience == 0 or len(epochs) <= patience:
+            return None
+        values = [getattr(e, key) for e in epochs]
+        if any(v is None for v in values):
+            raise ValueError(f"a plateau stop on {key} needs a validation split (val_size > 0)")
+        best = values.index(max(values))            # the first epoch that reached the best
+        return "plateau" if len(values) - 1 - best >= patience else None
+
+    return stop
 
 
 def resume_state(optimizer, scheduler, result: TrainResult) -> dict:
@@ -266,14 +293,24 @@ def train_job(model_cfg, cfg: TrainConfig, data: DataSplits, checkpoint: str | P
         "n_val": len(data.val) if data.val is not None else 0}, "runtime": runtime or {}}
     run_id = start.get("mlflow_run_id") if start else None     # a resumed run continues its MLflow run
     with tracking.start_run(experiment, run_name, params, tags=provenance(), enabled=track, run_id=run_id) as run:
+        def log_epoch(record: dict, step_losses: list[float]) -> None:
+            run.log_metrics({k: v for k, v in record.items() if v is not None and k != "epoch"}, step=record["epoch"])
+            run.log_series("step_loss", step_losses, first_step=(record["epoch"] - 1) * steps_per_epoch)
+
+        if start and track:
+            # A kill between an epoch's checkpoint and its metrics left the epoch unlogged: log it now.
+            logged = {step for step, _ in tracking.metric_history(run.run_id, ["epoch_time"])["epoch_time"]}
+            for record in start["epochs"]:
+                if record["epoch"] not in logged:
+                    first = (record["epoch"] - 1) * steps_per_epoch
+                    log_epoch(record, start["step_losses"][first:first + steps_per_epoch])
+
         def on_epoch(record: EpochResult, step_losses: list[float], state: dict) -> None:
-            # Checkpoint first: a kill between the two then re-runs the epoch instead of logging it twice.
+            # Checkpoint first; a kill before the metrics are logged is caught up on resume (above).
             save_checkpoint(checkpoint, model, {"train_config": asdict(cfg), "data": data.source,
                                                 "epochs": state["epochs"]},
                             resume={**state, "mlflow_run_id": run.run_id})
-            metrics = {k: v for k, v in asdict(record).items() if v is not None and k != "epoch"}
-            run.log_metrics(metrics, step=record.epoch)
-            run.log_series("step_loss", step_losses, first_step=(record.epoch - 1) * steps_per_epoch)
+            log_epoch(asdict(record), step_losses)
 
         result = fit(model, data, cfg, progress=progress, on_epoch=on_epoch, start=start)
         summary = result.summary()

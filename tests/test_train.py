@@ -81,6 +81,33 @@ def test_resumed_run_continues_its_mlflow_run(tmp_path, mlflow_store, monkeypatc
     assert sorted(m.step for m in history) == [1, 2, 3]
 
 
+def test_a_kill_between_checkpoint_and_metrics_loses_no_epoch(tmp_path, mlflow_store, monkeypatch):
+    """The epoch checkpoint is written before the epoch's metrics reach MLflow; a kill in between
+    must leave that epoch to be logged on resume, once."""
+    import models.checkpoint as checkpoint_mod
+    data = synthetic_splits(n_train=128, n_test=32)
+    cfg = quick_config(epochs=3)
+    real_save = checkpoint_mod.save_checkpoint
+
+    def save_then_die(path, model, metrics=None, resume=None):
+        real_save(path, model, metrics, resume=resume)
+        if resume is not None and len(resume["epochs"]) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_job(SMALL, cfg, data, tmp_path / "c.pt", experiment="gap-exp", progress=False)
+    monkeypatch.setattr(checkpoint_mod, "save_checkpoint", real_save)
+    train_job(SMALL, cfg, data, tmp_path / "c.pt", experiment="gap-exp", progress=False, resume=True)
+    runs = read_runs("gap-exp", mlflow_store)
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(mlflow_store)
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
+    assert [m.step for m in sorted(client.get_metric_history(runs.iloc[0]["run_id"], "test_acc"),
+                                   key=lambda m: m.step)] == [1, 2, 3]
+    assert len(client.get_metric_history(runs.iloc[0]["run_id"], "step_loss")) == 3 * 4
+
+
 def test_train_job_logs_to_mlflow(tmp_path, mlflow_store):
     data = synthetic_splits(n_train=256, n_test=64, val_size=64)
     ckpt = tmp_path / "ck.pt"
