@@ -11,15 +11,13 @@ of A relative to B: B's time / A's time). Run with ``asv run`` (README, "Trackin
 
 from __future__ import annotations
 
-import statistics
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import (BATCH, CONV_SHAPES, Family, TimedFamily, conv_inputs,
-                               cpu_only, require_compiled_triton, require_device, synchronised, threads)
-from models.runtime import interleaved, median_seconds
+from benchmarks.common import (BATCH, CONV_SHAPES, Family, RatioFigures, TimedFamily, conv_inputs, speed_ratio,
+                               cpu_only, require_compiled_triton, require_device, synchronised)
+from models.runtime import median_seconds
 from sysdl_kernels import conv
 from sysdl_kernels.flops import Conv, analyze
 
@@ -61,12 +59,6 @@ def conv_forward(shape: str, implementation: str, device: str = "cpu"):
 CONV = Family("conv", tuple(CONV_SHAPES), tuple(IMPLEMENTATIONS), conv_forward)
 
 
-def speed_ratio(slow: str, fast: str, shape: str, repeats: int = 5) -> float:
-    """slow's time / fast's time on the same batch, medians, interleaved, on the CPU."""
-    times = interleaved({name: conv_forward(shape, name) for name in (slow, fast)}, repeats=repeats, warmup=1)
-    return statistics.median(times[slow]) / statistics.median(times[fast])
-
-
 class ConvForward(TimedFamily):
     family = CONV
     params = CONV.params
@@ -90,24 +82,18 @@ class ConvThroughput(TimedFamily):
         return flops / median_seconds(self.run, repeats=3 if implementation == "reference" else 20) / 1e9
 
 
-class ConvForwardRatios:
+class ConvForwardRatios(RatioFigures):
     """The kernel-library issue's figures, per shape: each a ratio of medians from one process."""
     params = list(CONV_SHAPES)
-    param_names = ["shape"]
-    timeout = 600
-    unit = "x"
 
-    def setup(self, shape):
-        threads()
-
-    def track_torch_im2col_speed_vs_nn_conv2d(self, shape):
+    def track_torch_im2col_speed_vs_nn_conv2d(self, case):
         """nn.Conv2d time / torch-im2col time: 1.0 is parity, the issue asks >= 0.5."""
-        return speed_ratio("nn.Conv2d", "torch-im2col", shape, repeats=20)
+        return speed_ratio(CONV, "nn.Conv2d", "torch-im2col", case, repeats=20)
 
-    def track_numba_speedup_vs_reference(self, shape):
+    def track_numba_speedup_vs_reference(self, case):
         """reference time / numba time: the issue asks >= 100."""
-        return speed_ratio("reference", "numba", shape, repeats=3)
+        return speed_ratio(CONV, "reference", "numba", case, repeats=3)
 
-    def track_numba_speedup_vs_numpy_im2col(self, shape):
+    def track_numba_speedup_vs_numpy_im2col(self, case):
         """numpy-im2col time / numba time: the issue asks >= 1 (no slower)."""
-        return speed_ratio("numpy-im2col", "numba", shape, repeats=10)
+        return speed_ratio(CONV, "numpy-im2col", "numba", case, repeats=10)

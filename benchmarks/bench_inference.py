@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import functools
 import os
-import statistics
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import (Family, TimedFamily, cpu_only, require_compiled_triton, require_device,
-                               synchronised, threads)
-from models.runtime import interleaved
+from benchmarks.common import (Family, RatioFigures, TimedFamily, cpu_only, require_compiled_triton,
+                               require_device, speed_ratio, synchronised)
 
 IMAGES = 1000
 BATCHES = (1, 64, 1000)
@@ -120,27 +118,17 @@ class Inference(TimedFamily):
         self.run()
 
 
-class InferenceRatios:
+class InferenceRatios(RatioFigures):
     """The inference issue's figures on the CPU, ratios of medians interleaved in one process."""
     params = list(CASES)
-    param_names = ["case"]
-    timeout = 600
-    unit = "x"
-
-    def setup(self, case):
-        threads()
-
-    def _ratio(self, slow: str, fast: str, case: str) -> float:
-        times = interleaved({name: inference_case(case, name) for name in (slow, fast)}, repeats=7, warmup=1)
-        return statistics.median(times[slow]) / statistics.median(times[fast])
 
     def track_matmulnet_speedup_vs_original(self, case):
         """original nn.Module time / MatmulNet time: the issue asks >= 12 at batch 1000."""
-        return self._ratio("original nn.Module", "MatmulNet", case)
+        return speed_ratio(INFERENCE, "original nn.Module", "MatmulNet", case, repeats=7)
 
     def track_matmulnet_time_vs_pruned_module(self, case):
         """MatmulNet time / pruned nn.Module time: the issue asks <= 1.7 at batch 1000."""
-        return 1 / self._ratio("pruned nn.Module", "MatmulNet", case)
+        return 1 / speed_ratio(INFERENCE, "pruned nn.Module", "MatmulNet", case, repeats=7)
 
 
 class PrunedModel:

@@ -57,6 +57,27 @@ class TimedFamily:
         self.run()                                  # warm-up: JIT compile, first oneDNN/CUDA call
 
 
+class RatioFigures:
+    """Base of an asv class of ``track_*`` ratios per case label (see ``speed_ratio``)."""
+    param_names = ["case"]
+    timeout = 600
+    unit = "x"
+
+    def setup(self, case):
+        threads()
+
+
+def speed_ratio(family: Family, slow: str, fast: str, case: str, repeats: int = 5) -> float:
+    """slow's time / fast's time for one case of ``family`` on the CPU: medians of calls
+    interleaved in this process, after a warm-up (so both see the same machine state)."""
+    import statistics
+
+    from models.runtime import interleaved
+    times = interleaved({name: family.factory(case, name, "cpu") for name in (slow, fast)},
+                        repeats=repeats, warmup=1)
+    return statistics.median(times[slow]) / statistics.median(times[fast])
+
+
 def require_device(device: str) -> None:
     """NotImplementedError (asv's "skip") when ``device`` is not usable here."""
     import torch

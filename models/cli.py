@@ -48,6 +48,15 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls, skip=()) -> N
             parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper())
 
 
+def _module_command(parent, name: str, module_name: str, help_text: str) -> None:
+    """A subcommand whose module provides ``add_arguments(parser)`` and ``main(args)``."""
+    import importlib
+    module = importlib.import_module(module_name)
+    parser = parent.add_parser(name, help=help_text)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.main)
+
+
 def _config_from(args, config_cls):
     values = {f.name: getattr(args, f.name) for f in fields(config_cls)
               if getattr(args, f.name, None) is not None}
@@ -322,15 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--selected", default=SELECTED_CHECKPOINT, help="where the selected model is copied")
     q.set_defaults(func=cmd_report)
 
-    q = reports.add_parser("sweep", help="top-3, runs table, Pareto, main effects, situation plots (from MLflow)")
-    from models.sweep_report import add_arguments as add_sweep_report_arguments, main as sweep_report_main
-    add_sweep_report_arguments(q)
-    q.set_defaults(func=sweep_report_main)
+    _module_command(reports, "sweep", "models.sweep_report",
+                    "top-3, runs table, Pareto, main effects, situation plots (from MLflow)")
 
-    p = sub.add_parser("sweep", help="hyperparameter sweeps: model | train (resumable, --workers, --shard I/N)")
-    from models.sweep import add_arguments as add_sweep_arguments, main as sweep_main
-    add_sweep_arguments(p)
-    p.set_defaults(func=sweep_main)
+    _module_command(sub, "sweep", "models.sweep", "hyperparameter sweeps: model | train (resumable, --workers, --shard I/N)")
 
     p = sub.add_parser("infer-bench", help="time original / pruned / MatmulNet inference on the test set")
     _add_data_flags(p)
@@ -342,16 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="2,000 images, batch 64 and 1000, one repeat")
     p.set_defaults(func=cmd_infer_bench)
 
-    p = sub.add_parser("pipeline", help="train, prune, select, infer-bench, benchmarks, bench-table; "
-                                        "each stage skipped when current")
-    from models.pipeline import add_arguments as add_pipeline_arguments, main as pipeline_main
-    add_pipeline_arguments(p)
-    p.set_defaults(func=pipeline_main)
+    _module_command(sub, "pipeline", "models.pipeline",
+                    "train, prune, select, infer-bench, benchmarks, bench-table; each stage skipped when current")
 
-    p = sub.add_parser("bench-table", help="per-family tables and charts from asv and pytest-benchmark results")
-    from models.bench_table import add_arguments as add_table_arguments, main as bench_table_main
-    add_table_arguments(p)
-    p.set_defaults(func=bench_table_main)
+    _module_command(sub, "bench-table", "models.bench_table",
+                    "per-family tables and charts from asv and pytest-benchmark results")
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments

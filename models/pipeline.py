@@ -53,31 +53,19 @@ class Stage:
 
 @dataclass(frozen=True)
 class Paths:
+    """Where each stage's artifacts go, below one root (runs/, or runs/quick/ for --quick)."""
     root: Path
+    base: Path
+    prune_dir: Path
+    selected: Path
+    infer_csv: Path
+    bench_json: Path
+    tables: Path
 
-    @property
-    def base(self) -> Path:
-        return self.root / "base.pt"
-
-    @property
-    def prune_dir(self) -> Path:
-        return self.root / "prune"
-
-    @property
-    def selected(self) -> Path:
-        return self.root / "pruned_selected.pt"
-
-    @property
-    def infer_csv(self) -> Path:
-        return self.root / "infer_bench.csv"
-
-    @property
-    def bench_json(self) -> Path:
-        return self.root / "bench.json"
-
-    @property
-    def tables(self) -> Path:
-        return self.root / "bench_table"
+    @classmethod
+    def under(cls, root: Path) -> "Paths":
+        return cls(root, root / "base.pt", root / "prune", root / "pruned_selected.pt", root / "infer_bench.csv",
+                   root / "bench.json", root / "bench_table")
 
 
 def _newer(path: Path, *inputs: Path) -> bool:
@@ -118,7 +106,7 @@ def _bench_current(bench_json: Path, *models: Path) -> str | None:
 def stages(quick: bool = False, heuristic: str = "l1", schedule: str = "global",
            out_root: str | Path | None = None) -> list[Stage]:
     """The pipeline's stages, in order, for the full run or ``--quick``."""
-    paths = Paths(Path(out_root) if out_root else ROOT / ("runs/quick" if quick else "runs"))
+    paths = Paths.under(Path(out_root) if out_root else ROOT / ("runs/quick" if quick else "runs"))
     session = paths.prune_dir / f"{heuristic}-{schedule}"
     sysdl = ["-m", "models.cli"]
     quick_flag = ["--quick"] if quick else []
