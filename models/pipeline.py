@@ -35,10 +35,12 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Seconds each stage took here (2 cores, AMD EPYC, README), to say how long a run will take.
+# Seconds a stage takes here (2 cores, AMD EPYC), to say how long a run will take. Measured:
+# the --quick row (one run of 67 s, rounded up), train (67.5 s) and prune (l1-global, 40-60 min);
+# full infer-bench and benchmarks are rough guesses from their parts.
 ESTIMATES = {
     False: {"train": 70, "prune": 45 * 60, "select": 5, "infer-bench": 90, "benchmarks": 6 * 60, "bench-table": 5},
-    True: {"train": 15, "prune": 60, "select": 5, "infer-bench": 20, "benchmarks": 90, "bench-table": 5},
+    True: {"train": 10, "prune": 15, "select": 5, "infer-bench": 10, "benchmarks": 60, "bench-table": 5},
 }
 
 

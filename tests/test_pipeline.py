@@ -47,7 +47,8 @@ def test_a_session_from_another_base_is_not_current(tmp_path):
 def test_dry_run_says_how_long_and_runs_nothing(tmp_path, capsys):
     assert pipeline.run(quick=True, dry_run=True, out_root=tmp_path) == 0
     out = capsys.readouterr().out
-    assert "about 3 min" in out and out.count("run  (~") == 6
+    total = pipeline._duration(sum(pipeline.ESTIMATES[True].values()))
+    assert f"about {total} here" in out and out.count("run  (~") == 6
     assert list(tmp_path.iterdir()) == []
 
 
