@@ -11,6 +11,7 @@
     sysdl infer-bench [--quick]         # original vs pruned vs MatmulNet (CPU, Triton) at batch 1/64/1000
     sysdl pipeline [--quick] [--dry-run]   # train -> prune -> select -> infer-bench -> benchmarks -> tables
     sysdl bench-table [--commit C] [--vs C] [--pytest-json F ...]   # asv/pytest-benchmark tables
+    sysdl allreduce-bench [--world 4] [--quick]   # all-reduce strategies: busbw, latency, alpha-beta
 """
 
 from __future__ import annotations
@@ -351,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _module_command(sub, "bench-table", "models.bench_table",
                     "per-family tables and charts from asv and pytest-benchmark results")
+
+    _module_command(sub, "allreduce-bench", "models.allreduce_bench",
+                    "all-reduce strategies vs dist.all_reduce: nccl-tests tables, alpha-beta fit")
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments
