@@ -12,6 +12,7 @@
     sysdl pipeline [--quick] [--dry-run]   # train -> prune -> select -> infer-bench -> benchmarks -> tables
     sysdl bench-table [--commit C] [--vs C] [--pytest-json F ...]   # asv/pytest-benchmark tables
     sysdl allreduce-bench [--world 4] [--quick]   # all-reduce strategies: busbw, latency, alpha-beta
+    sysdl scaling [--workers 1 2 4] [--quick]     # DDP ResNet: strong/weak scaling per strategy
 """
 
 from __future__ import annotations
@@ -355,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _module_command(sub, "allreduce-bench", "models.allreduce_bench",
                     "all-reduce strategies vs dist.all_reduce: nccl-tests tables, alpha-beta fit")
+    _module_command(sub, "scaling", "models.scaling",
+                    "data-parallel ResNet training, strong and weak scaling, per all-reduce strategy")
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments
