@@ -59,7 +59,7 @@ def _measure(rank: int, world: int, settings: dict) -> list[dict]:
     dtype = getattr(torch, settings["dtype"])
     strategies, group_size = settings["strategies"], settings["group_size"]
     call = lambda tensor, strategy, check=False: all_reduce(   # noqa: E731
-        tensor, strategy, group_size=group_size, check=check)
+        tensor, strategy, group_size=group_size, chunk_bytes=settings["chunk_bytes"], check=check)
     rows = []
     sizes = tqdm(settings["sizes"], desc="allreduce-bench", unit="size", disable=rank != 0)
     for size in sizes:
@@ -196,7 +196,8 @@ def main(args) -> int:
         strategies.append("backend")                      # the baseline is always measured
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     settings = {"sizes": list(sizes), "strategies": strategies, "group_size": args.group_size,
-                "dtype": args.dtype, "rounds": 2 if args.quick else args.rounds, "max_iters": args.max_iters}
+                "dtype": args.dtype, "rounds": 2 if args.quick else args.rounds, "max_iters": args.max_iters,
+                "chunk_bytes": args.chunk_bytes}
     results = launch(_measure, args.world, (settings,), backend=args.backend)
     if launched_by_torchrun() and not results[0]:
         return 0                                          # not rank 0: rank 0 writes the tables
@@ -228,6 +229,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategies", nargs="+", default=None, choices=STRATEGIES)
     parser.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
                         help="ranks per node for the hierarchical strategy")
+    parser.add_argument("--chunk-bytes", type=parse_size, default=0, metavar="BYTES",
+                        help="ring: send each step's block as pieces of this size, all in flight (0: one message)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--rounds", type=int, default=9, help="timed rounds per size (median)")
     parser.add_argument("--max-iters", type=int, default=50, help="most calls per round")
