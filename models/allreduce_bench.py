@@ -240,11 +240,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="3 sizes, 2 rounds (CI)")
 
 
-def _standalone(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    raise SystemExit(_standalone())
+    from models.cli import run_module
+    raise SystemExit(run_module("models.allreduce_bench"))

@@ -59,6 +59,16 @@ def _module_command(parent, name: str, module_name: str, help_text: str) -> None
     parser.set_defaults(func=module.main)
 
 
+def run_module(module_name: str, argv: list[str] | None = None) -> int:
+    """`python -m models.X ...`: a subcommand module run without the sysdl entry point."""
+    import importlib
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"python -m {module_name}",
+                                     description=(module.__doc__ or "").splitlines()[0])
+    module.add_arguments(parser)
+    return module.main(parser.parse_args(argv))
+
+
 def _config_from(args, config_cls):
     values = {f.name: getattr(args, f.name) for f in fields(config_cls)
               if getattr(args, f.name, None) is not None}

@@ -182,3 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=None, choices=["gloo", "nccl"])
     parser.add_argument("--out-dir", default="runs/scaling")
     parser.add_argument("--quick", action="store_true", help="tiny ResNet, synthetic data, 1 and 2 workers")
+
+
+if __name__ == "__main__":
+    from models.cli import run_module
+    raise SystemExit(run_module("models.scaling"))
