@@ -13,6 +13,9 @@
     sysdl bench-table [--commit C] [--vs C] [--pytest-json F ...]   # asv/pytest-benchmark tables
     sysdl allreduce-bench [--world 4] [--quick]   # all-reduce strategies: busbw, latency, alpha-beta
     sysdl scaling [--workers 1 2 4] [--quick]     # DDP ResNet: strong/weak scaling per strategy
+    sysdl analyze MODEL | all | --receptive-field N F   # analytic per-layer cost tables
+    sysdl predict-time [--ppp P] [--quick]        # PALEO-style prediction vs measurement, K80 table
+    sysdl optimus loss | regress | speed          # Optimus loss-curve and speed models
 """
 
 from __future__ import annotations
@@ -66,7 +69,20 @@ def run_module(module_name: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {module_name}",
                                      description=(module.__doc__ or "").splitlines()[0])
     module.add_arguments(parser)
-    return module.main(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return _report_user_errors(module.main, args, f"python -m {module_name}")
+
+
+def _report_user_errors(func, args, command: str) -> int:
+    """Run a command; errors meant for the user (bad config, missing data, bad checkpoint) end
+    with their message and exit status 2 instead of a traceback."""
+    from models.checkpoint import CheckpointError
+    from models.data import DataError
+    try:
+        return func(args)
+    except (ValueError, DataError, CheckpointError) as err:
+        print(f"{command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 def _config_from(args, config_cls):
@@ -368,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "all-reduce strategies vs dist.all_reduce: nccl-tests tables, alpha-beta fit")
     _module_command(sub, "scaling", "models.scaling",
                     "data-parallel ResNet training, strong and weak scaling, per all-reduce strategy")
+    _module_command(sub, "analyze", "models.analyze",
+                    "per-layer shapes, activations, parameters and FLOPs of classic CNNs; receptive fields")
+    _module_command(sub, "predict-time", "models.predict_time",
+                    "PALEO-style time prediction from FLOPs and traffic, against measurement")
+    _module_command(sub, "optimus", "models.optimus",
+                    "Optimus loss-curve and parameter-server speed models: fits and predictions")
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments
@@ -377,16 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.checkpoint import CheckpointError
-    from models.data import DataError
-
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, DataError, CheckpointError) as err:
-        # Errors meant for the user (bad config, missing data, bad checkpoint) end cleanly.
-        print(f"sysdl {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return _report_user_errors(args.func, args, f"sysdl {args.command}")
 
 
 if __name__ == "__main__":
