@@ -14,6 +14,7 @@
     sysdl allreduce-bench [--world 4] [--quick]   # all-reduce strategies: busbw, latency, alpha-beta
     sysdl scaling [--workers 1 2 4] [--quick]     # DDP ResNet: strong/weak scaling per strategy
     sysdl analyze MODEL | all | --receptive-field N F   # analytic per-layer cost tables
+    sysdl study optimizers | depth-width [--quick] [--epochs N]   # training studies
     sysdl predict-time [--ppp P] [--quick]        # PALEO-style prediction vs measurement, K80 table
     sysdl optimus loss | regress | speed          # Optimus loss-curve and speed models
 """
@@ -384,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "all-reduce strategies vs dist.all_reduce: nccl-tests tables, alpha-beta fit")
     _module_command(sub, "scaling", "models.scaling",
                     "data-parallel ResNet training, strong and weak scaling, per all-reduce strategy")
+    _module_command(sub, "study", "models.studies",
+                    "training studies: optimizers | depth-width (resumable MLflow runs)")
     _module_command(sub, "analyze", "models.analyze",
                     "per-layer shapes, activations, parameters and FLOPs of classic CNNs; receptive fields")
     _module_command(sub, "predict-time", "models.predict_time",

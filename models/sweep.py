@@ -170,6 +170,17 @@ QUICK_DATA = {"n_train": 1500, "n_test": 500, "val_size": 500}   # --quick: a fe
 QUICK_EPOCHS = 2
 
 
+def canonical_json(values: dict) -> str:
+    """One text per configuration: sorted keys, no spaces."""
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(values: dict) -> str:
+    """The first 16 hex digits of the SHA-256 of ``values``' canonical JSON: what resume matches
+    runs on (the sweeps' RunSpec and the studies' jobs alike)."""
+    return hashlib.sha256(canonical_json(values).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that decides a run's numbers (not its speed: workers and threads are not here)."""
@@ -188,11 +199,11 @@ class RunSpec:
                    DataSpec(**values["data"]), values["plateau"])
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.to_dict())
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        return config_hash(self.to_dict())
 
     def with_settings(self, settings: dict) -> "RunSpec":
         """A copy with fields of the network or of the training setup changed."""
@@ -297,14 +308,16 @@ def _log_missing_epochs(run, start: dict, steps_per_epoch: int) -> None:
                                         steps_per_epoch))
 
 
-def _resume_point(path: Path, job: Job, candidates: list[dict]):
+def _resume_point(path: Path, job: Job, candidates: list[dict], load=None):
     """(model, resume state, run id to reopen) from the checkpoint, when its MLflow run is among
-    this configuration's unfinished runs; else (None, None, an empty unfinished run or None)."""
+    this configuration's unfinished runs; else (None, None, an empty unfinished run or None).
+    ``load(path) -> (model, payload)`` reads the checkpoint (default: the job's FashionCNN; the
+    studies pass their own network's loader)."""
     from models.checkpoint import CheckpointError, load_model
     ids = {c["run_id"] for c in candidates}
     if path.exists():
         try:
-            model, payload = load_model(path, expected_config=job.spec.model)
+            model, payload = (load or (lambda p: load_model(p, expected_config=job.spec.model)))(path)
         except CheckpointError:
             model, payload = None, {}
         start = payload.get("resume")

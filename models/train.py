@@ -37,6 +37,22 @@ from models.data import DataSplits, Split
 SCHEDULES = ("onecycle", "constant")
 
 
+def _count_correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == y).sum()
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the model is trained for: ``loss(output, target, reduction=...)`` (a torch.nn.functional
+    loss) and ``correct(output, target)``, the batch's count of right answers, or None where
+    accuracy means nothing (regression: accuracies are then NaN)."""
+    loss: Callable = F.cross_entropy
+    correct: Callable | None = _count_correct
+
+
+CLASSIFICATION = Objective()
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 15               # passes over the training set
@@ -128,8 +144,10 @@ def epoch_data(split: Split, cfg: TrainConfig, epoch: int) -> tuple[torch.Tensor
 
 
 def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int, on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, int]:
-    """One pass over (x, y) in order; returns (per-step losses, correctly classified count)."""
+                batch_size: int, on_step: Callable[[], None] | None = None,
+                objective: Objective = CLASSIFICATION) -> tuple[torch.Tensor, float]:
+    """One pass over (x, y) in order; returns (per-step losses, correctly classified count; NaN
+    when the objective has no notion of correct)."""
     model.train()
     steps = math.ceil(len(y) / batch_size)
     losses = torch.empty(steps, device=x.device)          # on the data's device: no sync per step
@@ -137,48 +155,56 @@ def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torc
     for step in range(steps):
         xb, yb = x[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
         logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        loss = objective.loss(logits, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
             losses[step] = loss.detach()
-            correct += (logits.argmax(1) == yb).sum()
+            if objective.correct is not None:
+                correct += objective.correct(logits, yb)
         if on_step is not None:
             on_step()
-    return losses.cpu(), int(correct)
+    return losses.cpu(), int(correct) if objective.correct is not None else math.nan
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device="cpu") -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over a whole split, model in eval mode."""
+def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device="cpu",
+             objective: Objective = CLASSIFICATION) -> tuple[float, float]:
+    """(mean loss, accuracy) over a whole split, model in eval mode (cross-entropy by default;
+    accuracy NaN when the objective has no notion of correct)."""
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(split), batch_size):
         xb = split.x[start:start + batch_size].to(device)
         yb = split.y[start:start + batch_size].to(device)
         logits = model(xb)
-        total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-        correct += int((logits.argmax(1) == yb).sum())
-    return total_loss / len(split), correct / len(split)
+        total_loss += float(objective.loss(logits, yb, reduction="sum"))
+        if objective.correct is not None:
+            correct += int(objective.correct(logits, yb))
+    accuracy = correct / len(split) if objective.correct is not None else math.nan
+    return total_loss / len(split), accuracy
 
 
 def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = True,
         on_epoch: Callable[[EpochResult, list[float], dict], None] | None = None,
         start: dict | None = None,
-        stop: Callable[[list[EpochResult]], str | None] | None = None) -> TrainResult:
+        stop: Callable[[list[EpochResult]], str | None] | None = None,
+        objective: Objective = CLASSIFICATION, optimizer_factory: Callable | None = None) -> TrainResult:
     """Train ``model`` for ``cfg.epochs``; ``on_epoch(record, step_losses, resume_state)`` sees every
     finished epoch (for logging and checkpoints); ``start`` resumes from a ``resume_state``.
     ``stop(epochs so far)``, when it returns a reason, ends training before the next epoch; it is
-    asked before every epoch, so a resumed run that had stopped stays stopped (``early_stop``)."""
+    asked before every epoch, so a resumed run that had stopped stays stopped (``early_stop``).
+    ``objective`` sets the loss (cross-entropy by default); ``optimizer_factory(model, cfg,
+    steps_per_epoch) -> (optimizer, scheduler)`` replaces ``make_optimizer``'s SGD (the studies)."""
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device)
     model.to(device)
     train = Split(data.train.x.to(device), data.train.y.to(device))
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    optimizer, scheduler = make_optimizer(model, cfg, steps_per_epoch)
+    optimizer, scheduler = (optimizer_factory or make_optimizer)(model, cfg, steps_per_epoch)
     result, first_epoch, time_offset = TrainResult(), 0, (0.0, 0.0)
     if start:
         optimizer.load_state_dict(start["optimizer"])
@@ -196,13 +222,13 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
         x, y = epoch_data(train, cfg, epoch)
         t0 = time.perf_counter()
         losses, correct = train_epoch(model, optimizer, scheduler, x, y, cfg.batch_size,
-                                      on_step=lambda: bar.update(1))
+                                      on_step=lambda: bar.update(1), objective=objective)
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
-        test_loss, test_acc = evaluate(model, data.test, cfg.eval_batch_size, device)
+        test_loss, test_acc = evaluate(model, data.test, cfg.eval_batch_size, device, objective)
         val_loss = val_acc = None
         if data.val is not None:
-            val_loss, val_acc = evaluate(model, data.val, cfg.eval_batch_size, device)
+            val_loss, val_acc = evaluate(model, data.val, cfg.eval_batch_size, device, objective)
         record = EpochResult(epoch=epoch + 1, train_loss=float(losses.mean()), train_acc=correct / len(y),
                              test_loss=test_loss, test_acc=test_acc, epoch_time=epoch_time,
                              train_time=train_time, wall_time=time.perf_counter() - wall_start,
