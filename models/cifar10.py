@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.data import ChecksumError, DataError, DataNotFoundError, DataSplits, Split, default_cache_dir
+from models.data import (ChecksumError, DataError, DataNotFoundError, DataSplits, Split, default_cache_dir,
+                         named_directory)
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -117,14 +118,10 @@ def _missing(directory: Path) -> list[str]:
 
 def find_cifar10(data_dir=None, download: bool = False, cache_dir=None) -> Path:
     """The directory holding the seven CIFAR-10 files, following the module's order."""
-    for label, value in (("--data-dir", data_dir), ("$SYSDL_CIFAR10", os.environ.get("SYSDL_CIFAR10"))):
-        if value:
-            directory = Path(value).expanduser()
-            missing = _missing(directory)
-            if missing:
-                raise DataNotFoundError(f"{label}={directory} does not hold CIFAR-10: missing {', '.join(missing)}"
-                                        f" (the contents of {FOLDER}/). Fix the path or unset it.")
-            return directory
+    named = named_directory([("--data-dir", data_dir), ("$SYSDL_CIFAR10", os.environ.get("SYSDL_CIFAR10"))],
+                            _missing, "CIFAR-10", f"the contents of {FOLDER}/")
+    if named is not None:
+        return named
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     if _missing(root / FOLDER) and download:
         from torchvision.datasets import CIFAR10    # only for the one-time download

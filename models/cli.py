@@ -54,6 +54,22 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls, skip=()) -> N
             parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper())
 
 
+# Subcommands whose module provides add_arguments(parser) and main(args): (name, module, help).
+MODULE_COMMANDS = (
+    ("pipeline", "models.pipeline",
+     "train, prune, select, infer-bench, benchmarks, bench-table; each stage skipped when current"),
+    ("bench-table", "models.bench_table", "per-family tables and charts from asv and pytest-benchmark results"),
+    ("allreduce-bench", "models.allreduce_bench",
+     "all-reduce strategies vs dist.all_reduce: nccl-tests tables, alpha-beta fit"),
+    ("scaling", "models.scaling", "data-parallel ResNet training, strong and weak scaling, per all-reduce strategy"),
+    ("study", "models.studies", "training studies (resumable MLflow runs)"),
+    ("analyze", "models.analyze",
+     "per-layer shapes, activations, parameters and FLOPs of classic CNNs; receptive fields"),
+    ("predict-time", "models.predict_time", "PALEO-style time prediction from FLOPs and traffic, against measurement"),
+    ("optimus", "models.optimus", "Optimus loss-curve and parameter-server speed models: fits and predictions"),
+)
+
+
 def _module_command(parent, name: str, module_name: str, help_text: str) -> None:
     """A subcommand whose module provides ``add_arguments(parser)`` and ``main(args)``."""
     import importlib
@@ -375,24 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="2,000 images, batch 64 and 1000, one repeat")
     p.set_defaults(func=cmd_infer_bench)
 
-    _module_command(sub, "pipeline", "models.pipeline",
-                    "train, prune, select, infer-bench, benchmarks, bench-table; each stage skipped when current")
-
-    _module_command(sub, "bench-table", "models.bench_table",
-                    "per-family tables and charts from asv and pytest-benchmark results")
-
-    _module_command(sub, "allreduce-bench", "models.allreduce_bench",
-                    "all-reduce strategies vs dist.all_reduce: nccl-tests tables, alpha-beta fit")
-    _module_command(sub, "scaling", "models.scaling",
-                    "data-parallel ResNet training, strong and weak scaling, per all-reduce strategy")
-    _module_command(sub, "study", "models.studies",
-                    "training studies: optimizers | depth-width (resumable MLflow runs)")
-    _module_command(sub, "analyze", "models.analyze",
-                    "per-layer shapes, activations, parameters and FLOPs of classic CNNs; receptive fields")
-    _module_command(sub, "predict-time", "models.predict_time",
-                    "PALEO-style time prediction from FLOPs and traffic, against measurement")
-    _module_command(sub, "optimus", "models.optimus",
-                    "Optimus loss-curve and parameter-server speed models: fits and predictions")
+    for name, module_name, help_text in MODULE_COMMANDS:
+        _module_command(sub, name, module_name, help_text)
 
     p = sub.add_parser("bench-train", help="time sysdl's training epoch against a plain PyTorch loop")
     from models.train_speed import add_arguments

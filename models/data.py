@@ -108,18 +108,27 @@ def _missing(directory: Path) -> list[str]:
     return [stem for stem, _ in FASHION_MNIST_FILES.values() if _locate(directory, stem) is None]
 
 
+def named_directory(candidates, missing, dataset: str, hint: str) -> Path | None:
+    """The first directory the user named ((label, value) pairs: a flag, an environment variable),
+    or None; one that lacks files is an error, never silently skipped."""
+    for label, value in candidates:
+        if value:
+            directory = Path(value).expanduser()
+            absent = missing(directory)
+            if absent:
+                raise DataNotFoundError(f"{label}={directory} does not hold {dataset}: missing "
+                                        f"{', '.join(absent)} ({hint}). Fix the path or unset it.")
+            return directory
+    return None
+
+
 def find_fashion_mnist(data_dir: str | os.PathLike | None = None, download: bool = False,
                        cache_dir: str | os.PathLike | None = None) -> Path:
     """Return the directory that holds all four Fashion-MNIST files, following the module's order."""
-    explicit = [("--data-dir", data_dir), ("$SYSDL_DATA", os.environ.get("SYSDL_DATA"))]
-    for label, value in explicit:
-        if value:
-            directory = Path(value).expanduser()
-            missing = _missing(directory)
-            if missing:
-                raise DataNotFoundError(f"{label}={directory} does not hold Fashion-MNIST: missing "
-                                        f"{', '.join(missing)} (plain or .gz). Fix the path or unset it.")
-            return directory
+    named = named_directory([("--data-dir", data_dir), ("$SYSDL_DATA", os.environ.get("SYSDL_DATA"))],
+                            _missing, "Fashion-MNIST", "plain or .gz")
+    if named is not None:
+        return named
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     torchvision_dir = cache_root / "FashionMNIST" / "raw"
     for directory in (DEBIAN_DIR, torchvision_dir):
