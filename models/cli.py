@@ -14,7 +14,7 @@
     sysdl allreduce-bench [--world 4] [--quick]   # all-reduce strategies: busbw, latency, alpha-beta
     sysdl scaling [--workers 1 2 4] [--quick]     # DDP ResNet: strong/weak scaling per strategy
     sysdl analyze MODEL | all | --receptive-field N F   # analytic per-layer cost tables
-    sysdl study optimizers | depth-width [--quick] [--epochs N]   # training studies
+    sysdl study optimizers | depth-width | cutout | batch-augment | transfer [--quick]   # studies
     sysdl predict-time [--ppp P] [--quick]        # PALEO-style prediction vs measurement, K80 table
     sysdl optimus loss | regress | speed          # Optimus loss-curve and speed models
 """

@@ -35,6 +35,9 @@ from torch import nn
 from models.data import DataSplits, Split
 
 SCHEDULES = ("onecycle", "constant")
+# The augmentation generator of epoch e is seeded with seed * 100_003 + e + this: a stream apart
+# from epoch_data's (seed * 100_003 + e) for any run shorter than 50,000 epochs.
+AUGMENT_SEED_OFFSET = 50_000
 
 
 def _count_correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -145,15 +148,23 @@ def epoch_data(split: Split, cfg: TrainConfig, epoch: int) -> tuple[torch.Tensor
 
 def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torch.Tensor,
                 batch_size: int, on_step: Callable[[], None] | None = None,
-                objective: Objective = CLASSIFICATION) -> tuple[torch.Tensor, float]:
+                objective: Objective = CLASSIFICATION, batch_transform: Callable | None = None,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
     """One pass over (x, y) in order; returns (per-step losses, correctly classified count; NaN
-    when the objective has no notion of correct)."""
+    when the objective has no notion of correct). ``batch_transform(xb, yb, generator) -> (xb, yb)``
+    augments each batch before the step (models/augment.py); when it returns k examples per image
+    (batch augmentation), the count is that of correct predictions divided by k, so count / len(y)
+    stays the fraction of correct training predictions."""
     model.train()
     steps = math.ceil(len(y) / batch_size)
     losses = torch.empty(steps, device=x.device)          # on the data's device: no sync per step
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    seen = 0                                              # predictions made: len(y) without a transform
     for step in range(steps):
         xb, yb = x[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
+        if batch_transform is not None:
+            xb, yb = batch_transform(xb, yb, generator)
+        seen += len(yb)
         logits = model(xb)
         loss = objective.loss(logits, yb)
         optimizer.zero_grad(set_to_none=True)
@@ -166,7 +177,9 @@ def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torc
                 correct += objective.correct(logits, yb)
         if on_step is not None:
             on_step()
-    return losses.cpu(), int(correct) if objective.correct is not None else math.nan
+    if objective.correct is None:
+        return losses.cpu(), math.nan
+    return losses.cpu(), int(correct) if seen == len(y) else int(correct) * len(y) / seen
 
 
 @torch.inference_mode()
@@ -191,13 +204,16 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
         on_epoch: Callable[[EpochResult, list[float], dict], None] | None = None,
         start: dict | None = None,
         stop: Callable[[list[EpochResult]], str | None] | None = None,
-        objective: Objective = CLASSIFICATION, optimizer_factory: Callable | None = None) -> TrainResult:
+        objective: Objective = CLASSIFICATION, optimizer_factory: Callable | None = None,
+        batch_transform: Callable | None = None) -> TrainResult:
     """Train ``model`` for ``cfg.epochs``; ``on_epoch(record, step_losses, resume_state)`` sees every
     finished epoch (for logging and checkpoints); ``start`` resumes from a ``resume_state``.
     ``stop(epochs so far)``, when it returns a reason, ends training before the next epoch; it is
     asked before every epoch, so a resumed run that had stopped stays stopped (``early_stop``).
     ``objective`` sets the loss (cross-entropy by default); ``optimizer_factory(model, cfg,
-    steps_per_epoch) -> (optimizer, scheduler)`` replaces ``make_optimizer``'s SGD (the studies)."""
+    steps_per_epoch) -> (optimizer, scheduler)`` replaces ``make_optimizer``'s SGD (the studies).
+    ``batch_transform(xb, yb, generator)`` augments every training batch (``train_epoch``); its
+    generator is seeded by (seed, epoch), so a resumed run draws the same augmentations."""
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device)
@@ -221,8 +237,10 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
         bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
         x, y = epoch_data(train, cfg, epoch)
         t0 = time.perf_counter()
+        augment_g = torch.Generator(device).manual_seed(cfg.seed * 100_003 + epoch + AUGMENT_SEED_OFFSET)
         losses, correct = train_epoch(model, optimizer, scheduler, x, y, cfg.batch_size,
-                                      on_step=lambda: bar.update(1), objective=objective)
+                                      on_step=lambda: bar.update(1), objective=objective,
+                                      batch_transform=batch_transform, generator=augment_g)
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         test_loss, test_acc = evaluate(model, data.test, cfg.eval_batch_size, device, objective)

@@ -3,6 +3,9 @@ MLflow runs (models/studies/common.py); this package is the `sysdl study` comman
 
     sysdl study optimizers [--dataset cifar10|fashion-mnist] [--epochs N] [--quick]
     sysdl study depth-width [--epochs N] [--quick]
+    sysdl study cutout --show [--quick]
+    sysdl study batch-augment [--dataset auto|cifar10|fashion-mnist] [--n N] [--copies M ...] [--quick]
+    sysdl study transfer --pretrain [--quick]; sysdl study transfer --base CHECKPOINT [--target DIR] [--quick]
     python -m models.studies optimizers --quick     # the same without the console script
 
 Registered in models/cli.py as ``_module_command(sub, "study", "models.studies", ...)``.
@@ -18,6 +21,11 @@ STUDIES = {
                    "MLP 2x1000: AdaGrad, RMSProp, RMSProp+Nesterov, AdaDelta, Adam, without and with dropout"),
     "depth-width": ("models.studies.depth_width",
                     "Eggholder regression: 1-3 hidden layers, <= 512 units, RMSE and time vs size"),
+    "cutout": ("models.studies.cutout", "cutout (DeVries and Taylor 2017): two images before and after"),
+    "batch-augment": ("models.studies.augmentation",
+                      "batch augmentation (Hoffer et al. 2019): CIFAR ResNet, M copies per image, time to target"),
+    "transfer": ("models.studies.transfer",
+                 "ResNet-50 transfer: fine-tuning vs feature extraction, accuracy and training time"),
 }
 
 

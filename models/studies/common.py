@@ -1,7 +1,8 @@
 """What the training studies share: the multilayer perceptron, the optimizers by name, and
 resumable MLflow runs keyed by a configuration hash (the sweeps' machinery, models/sweep.py).
 
-A study is a list of ``StudyJob``: plain data (network, training setup, optimizer, data) whose
+A study is a list of ``StudyJob``: plain data (network, training setup, optimizer, data, and the
+batch augmentation of models/augment.py where there is one) whose
 canonical JSON is hashed (``sweep.config_hash``) into the tag ``sysdl.sweep.hash``. ``run_jobs``
 follows the sweeps' rules: a job with a FINISHED run in the experiment is skipped; every epoch
 writes ``CHECKPOINT_DIR/HASH.pt`` (atomically) and only then logs its metrics; a restarted study
@@ -9,7 +10,11 @@ reopens the unfinished run, logs any epoch a kill cut off, and continues from th
 with the same data order; the checkpoint is deleted once the run is FINISHED. Figures and tables
 are made from the store (``finished_runs``), never from memory.
 
-Not run by itself: ``sysdl study optimizers|depth-width`` (models/studies/__init__.py).
+A job's network is any config with ``to_dict()`` and ``build()`` (a fresh module whose ``config``
+is that config): MLPConfig here, CifarResNetConfig (models/cifar_resnet.py), TransferConfig
+(models/studies/transfer.py).
+
+Not run by itself: ``sysdl study ...`` (models/studies/__init__.py).
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class MLPConfig:
     def from_dict(cls, values: dict) -> "MLPConfig":
         return cls(**values)
 
+    def build(self) -> "MLP":
+        return MLP(self)
+
 
 class MLP(nn.Module):
     """Flatten -> [Dropout] -> (Linear [-> BatchNorm1d] -> ReLU [-> Dropout]) per hidden layer -> Linear.
@@ -111,19 +119,29 @@ def _optimizer_classes() -> dict:
             "rmsprop-nesterov": RMSpropNesterov, "adadelta": torch.optim.Adadelta, "adam": torch.optim.Adam}
 
 
+SCHEDULE_KEYS = ("milestones", "gamma")    # a spec's multi-step schedule, not optimizer arguments
+
+
 def optimizer_factory(spec: dict) -> Callable:
     """``fit``'s optimizer_factory for ``spec`` = {"name": ..., other keyword arguments}: the optimizer
-    with TrainConfig's lr and weight_decay (coupled L2: weight_decay * param is added to the
-    gradient), and TrainConfig's schedule."""
+    over the trainable parameters (frozen ones are left out) with TrainConfig's lr and weight_decay
+    (coupled L2: weight_decay * param is added to the gradient), and TrainConfig's schedule; or,
+    where the spec has "milestones" (epochs), the learning rate times "gamma" (default 0.1) at each."""
     from models.train import make_scheduler
     classes = _optimizer_classes()
-    name, kwargs = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    name = spec["name"]
+    kwargs = {k: v for k, v in spec.items() if k != "name" and k not in SCHEDULE_KEYS}
     if name not in classes:
         raise ValueError(f"unknown optimizer {name!r}; known: {sorted(classes)}")
 
     def make(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
-        optimizer = classes[name](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
-        return optimizer, make_scheduler(optimizer, cfg, steps_per_epoch)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = classes[name](trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
+        if "milestones" not in spec:
+            return optimizer, make_scheduler(optimizer, cfg, steps_per_epoch)
+        # fit steps the scheduler once per SGD step: epoch milestones become step milestones.
+        steps = [int(epoch) * steps_per_epoch for epoch in spec["milestones"]]
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, steps, gamma=spec.get("gamma", 0.1))
 
     return make
 
@@ -139,19 +157,28 @@ class StudyJob:
     index: int                     # position in the study's plan
     label: str                     # the configuration in words (tables, plots)
     factors: dict                  # the study's axes -> values, as the report groups runs
-    model: MLPConfig
+    model: MLPConfig               # or any network config with to_dict() and build() (module docstring)
     train: TrainConfig
     optimizer: dict                # {"name": ..., keyword arguments beyond lr and weight_decay}
     data: dict                     # what decides the data (its name, sizes, seed)
     objective: Objective = field(default=CLASSIFICATION, compare=False)   # follows from the study
+    augment: dict | None = None    # BatchAugment's fields (models/augment.py); None: no augmentation
 
     def __post_init__(self):
-        if self.train.hflip:       # an image flip; on other data it would permute features
-            raise ValueError("the studies' networks take flat inputs: TrainConfig.hflip must be False")
+        if self.train.hflip:       # fit's whole-image flip; images are flipped by ``augment`` instead
+            raise ValueError("the studies' networks take flat inputs, and image studies flip in their "
+                             "augmentation: TrainConfig.hflip must be False")
 
     def to_dict(self) -> dict:
-        return {"study": self.study, "factors": self.factors, "model": self.model.to_dict(),
-                "train": asdict(self.train), "optimizer": self.optimizer, "data": self.data}
+        values = {"study": self.study, "factors": self.factors, "model": self.model.to_dict(),
+                  "train": asdict(self.train), "optimizer": self.optimizer, "data": self.data}
+        if self.augment is not None:      # only then: the hashes of jobs without it stay as they were
+            values["augment"] = self.augment
+        return values
+
+    def batch_transform(self):
+        from models.augment import BatchAugment
+        return BatchAugment(**self.augment) if self.augment is not None else None
 
     @property
     def hash(self) -> str:
@@ -173,14 +200,14 @@ class _Metrics:
 
 
 def _loader(job: StudyJob) -> Callable:
-    """``sweep._resume_point``'s checkpoint reader for the job's MLP."""
+    """``sweep._resume_point``'s checkpoint reader for the job's network."""
     from models.checkpoint import CheckpointError, load_checkpoint
 
     def load(path: Path):
         payload = load_checkpoint(path)
         if payload["config"] != job.model.to_dict():
             raise CheckpointError(f"{path} holds {payload['config']}, not the job's {job.model.to_dict()}")
-        model = MLP(job.model)
+        model = job.model.build()
         try:
             model.load_state_dict(payload["state_dict"])
         except RuntimeError as err:
@@ -203,7 +230,7 @@ def run_job(job: StudyJob, data, experiment: str, checkpoint_dir: Path, candidat
     tracking.delete_runs(c["run_id"] for c in candidates if c["run_id"] != run_id)
     if model is None:
         torch.manual_seed(job.train.seed)
-        model = MLP(job.model)
+        model = job.model.build()
     steps_per_epoch = math.ceil(len(data.train) / job.train.batch_size)
     stop = early_stop(0)           # only "diverged": a study runs every method its full budget
     params = {**job.to_dict(), "config_json": sweep.canonical_json(job.to_dict())}
@@ -224,7 +251,8 @@ def run_job(job: StudyJob, data, experiment: str, checkpoint_dir: Path, candidat
             metrics.log_points(sweep.epoch_points(asdict(record), step_losses, steps_per_epoch))
 
         result = fit(model, data, job.train, progress=progress, on_epoch=on_epoch, start=start, stop=stop,
-                     objective=job.objective, optimizer_factory=optimizer_factory(job.optimizer))
+                     objective=job.objective, optimizer_factory=optimizer_factory(job.optimizer),
+                     batch_transform=job.batch_transform())
         summary = {**result.summary(), "epochs_run": len(result.epochs), "model_params": count_parameters(model),
                    **(summarise(model, data, result) if summarise else {})}
         metrics.log_metrics(summary)
@@ -286,9 +314,10 @@ def eval_train_loss(model: nn.Module, data, objective: Objective, batch_size: in
 # ----------------------------------------------------------------------------------------------
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, study: str, seed_epochs: int) -> None:
+def add_common_arguments(parser: argparse.ArgumentParser, study: str, seed_epochs: int,
+                         scale: str = "the seed scale") -> None:
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {seed_epochs}, "
-                        f"the seed scale; --quick: {QUICK_EPOCHS})")
+                        f"{scale}; --quick: {QUICK_EPOCHS})")
     parser.add_argument("--quick", action="store_true", help="tiny data and networks, "
                         f"{QUICK_EPOCHS} epochs: the whole path in seconds (CI)")
     parser.add_argument("--seed", type=int, default=0, help="weights, data order (and generated data)")
@@ -324,3 +353,17 @@ def execute(args, study: str, jobs: list[StudyJob], data, summarise: Callable | 
         print(f"{outcome['ran']} runs trained, {outcome['skipped']} were finished before "
               f"(experiment {experiment!r})")
     return experiment, out
+
+
+def load_data(dataset: str, data_dir=None, download: bool = False, n_train: int = 0, n_test: int = 0):
+    """The data set by name (cifar10, fashion-mnist, synthetic), cut to its first n_train / n_test
+    examples when those are > 0."""
+    from models.data import DataSplits, load_dataset
+    if dataset == "cifar10":
+        from models.cifar10 import load_cifar10
+        data = load_cifar10(data_dir, download=download)
+    else:
+        data = load_dataset(dataset, data_dir, download=download)
+    train = data.train.head(n_train) if n_train else data.train
+    test = data.test.head(n_test) if n_test else data.test
+    return DataSplits(train, test, None, data.source, data.num_classes)

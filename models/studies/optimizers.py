@@ -59,20 +59,6 @@ METHODS = {
 }
 
 
-def load_data(dataset: str, data_dir=None, download: bool = False, n_train: int = 0, n_test: int = 0):
-    """The data set by name (cifar10, fashion-mnist, synthetic), cut to its first n_train / n_test
-    examples when those are > 0."""
-    from models.data import DataSplits, load_dataset
-    if dataset == "cifar10":
-        from models.cifar10 import load_cifar10
-        data = load_cifar10(data_dir, download=download)
-    else:
-        data = load_dataset(dataset, data_dir, download=download)
-    train = data.train.head(n_train) if n_train else data.train
-    test = data.test.head(n_test) if n_test else data.test
-    return DataSplits(train, test, None, data.source, data.num_classes)
-
-
 def plan(data, epochs: int, data_spec: dict, quick: bool = False, seed: int = 0) -> list[common.StudyJob]:
     """The ten jobs: every method without dropout, then every method with it."""
     in_features = math.prod(data.train.x.shape[1:])           # (N, C, H, W) -> C*H*W inputs
@@ -172,7 +158,7 @@ def main(args) -> int:
     if n_train < 0 or n_test < 0:
         raise ValueError(f"--n-train and --n-test must be >= 0 (0: all), got {n_train} and {n_test}")
     dataset = args.dataset or ("fashion-mnist" if args.quick else "cifar10")
-    data = load_data(dataset, args.data_dir, args.download, n_train, n_test)
+    data = common.load_data(dataset, args.data_dir, args.download, n_train, n_test)
     spec = {"dataset": dataset, "n_train": n_train, "n_test": n_test}
     jobs = plan(data, epochs, spec, args.quick, args.seed)
     print(f"study optimizers: {len(jobs)} runs of {epochs} epochs; MLP {jobs[0].model.in_features}-"
