@@ -126,6 +126,18 @@ def test_pretrain_then_transfer_quick_end_to_end(mlflow_store, tmp_path, capsys)
     assert (counts["training images"] + counts["validation images"]).tolist() == list(COUNTS.values())
     runs = tracking.find_runs("study-transfer-quick")
     assert len(runs) == 7 and all(r["status"] == "FINISHED" for r in runs)
+    best = table.loc[table["best validation accuracy"].idxmax()]
+    assert f"winner: {best['mode']} at lr {best['lr']:g}" in (folder / "transfer.md").read_text()
     capsys.readouterr()
     assert studies.main(args) == 0
     assert "0 runs trained, 7 were finished before" in capsys.readouterr().out
+
+
+def test_verdict_names_the_winner_and_the_other_approach():
+    table = pd.DataFrame([
+        {"mode": "fine-tuning", "lr": 0.01, "best validation accuracy": 0.9, "training s per epoch": 8.0},
+        {"mode": "fine-tuning", "lr": 0.1, "best validation accuracy": 0.7, "training s per epoch": 8.0},
+        {"mode": "feature extraction", "lr": 0.1, "best validation accuracy": 0.8, "training s per epoch": 2.0}])
+    text = transfer.verdict(table)
+    assert text.startswith("winner: fine-tuning at lr 0.01 (best validation accuracy 0.900)")
+    assert "best feature extraction: lr 0.1, 0.800, at 0.25x the winner's time per epoch" in text

@@ -266,6 +266,21 @@ def results_table(pairs):
     return frame
 
 
+def verdict(table) -> str:
+    """The winning approach and learning rate (best validation accuracy; decided on the validation
+    split, as a user would), and the best of the other approach with its speed beside it."""
+    ranked = table.sort_values("best validation accuracy", ascending=False)
+    win = ranked.iloc[0]
+    other = ranked[ranked["mode"] != win["mode"]]
+    text = (f"winner: {win['mode']} at lr {win['lr']:g} (best validation accuracy "
+            f"{win['best validation accuracy']:.3f})")
+    if len(other):
+        runner = other.iloc[0]
+        text += (f"; best {runner['mode']}: lr {runner['lr']:g}, {runner['best validation accuracy']:.3f}, at "
+                 f"{runner['training s per epoch'] / win['training s per epoch']:.2f}x the winner's time per epoch")
+    return text
+
+
 def plot(pairs, table, path: Path, title: str) -> Path:
     from models.figures import new_figure, save
     fig, (left, right) = new_figure((12, 4.5), 1, 2)
@@ -288,7 +303,8 @@ def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str) 
     table = results_table(pairs)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "transfer.csv", index=False)
-    (out / "transfer.md").write_text(f"{title}\n\n" + table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    (out / "transfer.md").write_text(f"{title}\n\n" + table.to_markdown(index=False, floatfmt=".4g")
+                                     + f"\n\n{verdict(table)}\n")
     return {"table": table, "plot": plot(pairs, table, out / "transfer.png", title)}
 
 
@@ -358,6 +374,7 @@ def main(args) -> int:
              f"({len(target.data.train)} training images, {scale['image_size']} px), {scale['epochs']} epochs")
     result = report(experiment, jobs, out, title)
     print(result["table"].to_markdown(index=False, floatfmt=".4g"))
+    print(verdict(result["table"]))
     print(f"table: {out / 'transfer.md'}\nfigure: {result['plot']}\ntarget: {description['bars']}, "
           f"{description['samples']}")
     return 0
