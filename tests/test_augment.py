@@ -5,7 +5,6 @@ MLflow store (synthetic images: nothing is downloaded)."""
 
 from __future__ import annotations
 
-import argparse
 
 import pandas as pd
 import pytest
@@ -16,23 +15,14 @@ from models.augment import BatchAugment, cutout, cutout_mask, random_crop
 from models.cifar_resnet import CifarResNetConfig, weighted_layers
 from models.data import synthetic_splits
 from models.train import TrainConfig, fit
+from tests.study_helpers import QUICK, study_args, one_thread  # noqa: F401 (a fixture)
 
-QUICK = ["--quick", "--threads", "1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (the machine is shared), restored afterwards: the setting is process-wide."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # the machine is shared
 
 
-def study_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    studies.add_arguments(parser)
-    return parser.parse_args(list(argv))
+
+
+
 
 
 def nonzero_images(n: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

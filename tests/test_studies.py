@@ -4,7 +4,6 @@ private MLflow store, including a kill part-way through the depth-width study an
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import pytest
@@ -14,14 +13,10 @@ from torch import nn
 from models import studies, sweep, tracking
 from models.studies import common, depth_width, optimizers
 from sysdl_kernels.torch_optim import RMSpropNesterov
+from tests.study_helpers import QUICK, study_args
 
-QUICK = ["--quick", "--threads", "1"]     # one thread: the networks are tiny and the machine shared
 
 
-def study_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    studies.add_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 # ----------------------------------------------------------------------------------------------

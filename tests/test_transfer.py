@@ -5,7 +5,6 @@ store. Nothing is downloaded."""
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import pandas as pd
@@ -18,24 +17,15 @@ from models.checkpoint import save_checkpoint
 from models.data import DataNotFoundError, synthetic_splits
 from models.image_folder import class_halves, load_image_folder
 from models.studies import transfer
+from tests.study_helpers import QUICK, study_args, one_thread  # noqa: F401 (a fixture)
 
-QUICK = ["--quick", "--threads", "1"]
+pytestmark = pytest.mark.usefixtures("one_thread")   # the machine is shared
+
 COUNTS = {"cat": 5, "dog": 3, "emu": 4}       # images per class, unequal on purpose
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (the machine is shared), restored afterwards: the setting is process-wide."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-def study_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    studies.add_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 def write_folder(root, counts=COUNTS, seed: int = 0):

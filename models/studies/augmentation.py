@@ -132,9 +132,7 @@ def plot_val_error(pairs, path: Path, title: str, target: float) -> Path:
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str, target: float) -> dict:
     pairs = common.finished_runs(experiment, jobs)
     table = results_table(pairs, target)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "batch_augment.csv", index=False)
-    (out / "batch_augment.md").write_text(f"{title}\n\n" + table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    common.write_table(table, out, "batch_augment", title)
     return {"table": table, "plot": plot_val_error(pairs, out / "val_error.png", title, target)}
 
 

@@ -168,9 +168,7 @@ def _by_depth(table, x: str, y: str, path: Path, title: str, mean_curve: bool = 
 
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, note: str) -> dict:
     table = runs_table(common.finished_runs(experiment, jobs))
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "depth_width.csv", index=False)
-    (out / "depth_width.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    common.write_table(table, out, "depth_width")
     plots = [_by_depth(table, "hidden units", "test RMSE", out / "rmse_vs_units.png",
                        f"test RMSE vs total hidden units ({note})", mean_curve=True),
              _by_depth(table, "parameters", "test RMSE", out / "rmse_vs_params.png",

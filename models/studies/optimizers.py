@@ -123,9 +123,7 @@ def plot_losses(pairs, path: Path, title: str) -> Path:
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str) -> dict:
     pairs = common.finished_runs(experiment, jobs)
     table = results_table(pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "optimizers.csv", index=False)
-    (out / "optimizers.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    common.write_table(table, out, "optimizers", floatfmt=".4f")
     plot = plot_losses(pairs, out / "loss_curves.png", title)
     return {"table": table, "plot": plot}
 

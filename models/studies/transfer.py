@@ -301,10 +301,7 @@ def plot(pairs, table, path: Path, title: str) -> Path:
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str) -> dict:
     pairs = common.finished_runs(experiment, jobs)
     table = results_table(pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "transfer.csv", index=False)
-    (out / "transfer.md").write_text(f"{title}\n\n" + table.to_markdown(index=False, floatfmt=".4g")
-                                     + f"\n\n{verdict(table)}\n")
+    common.write_table(table, out, "transfer", title, footer=verdict(table))
     return {"table": table, "plot": plot(pairs, table, out / "transfer.png", title)}
 
 
