@@ -128,6 +128,9 @@ def main(args) -> int:
     from sysdl_kernels.perf_model import probed_device
     if args.quick:
         args.batch, args.train_batch, args.repeats, args.gpu_batch = 64, 32, 3, 8
+    if min(args.batch, args.train_batch, args.gpu_batch, args.repeats) < 1 or args.train_batch > args.batch:
+        raise ValueError(f"batches and repeats must be >= 1 and --train-batch ({args.train_batch}) at most "
+                         f"--batch ({args.batch}): the training step reuses the forward pass's images")
     configure_cpu_runtime()
     gemm, copy = probe_machine(1024 if args.quick else 2048, 32 if args.quick else 256, args.repeats)
     machine = probed_device(gemm, copy)

@@ -61,3 +61,9 @@ def test_quick_prediction_writes_tables_and_chart(tmp_path, capsys):
     assert k80.loc["vgg16", "batch1_ms"] > k80.loc["resnet50", "batch1_ms"] > k80.loc["googlenet", "batch1_ms"]
     assert (tmp_path / "predict_time_layers.png").stat().st_size > 0
     assert "exact_ppp" in capsys.readouterr().out
+
+
+def test_a_training_batch_larger_than_the_forward_batch_is_refused(tmp_path, capsys):
+    from models.cli import main
+    assert main(["predict-time", "--batch", "16", "--train-batch", "32", "--out-dir", str(tmp_path)]) == 2
+    assert "--train-batch (32) at most --batch (16)" in capsys.readouterr().err
