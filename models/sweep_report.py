@@ -123,24 +123,40 @@ def write_tables(frame, out: Path) -> dict:
     return {"top3": top3, "runs": every}
 
 
+def learned(frame):
+    """True for runs whose test accuracy is more than 2 points above chance (1 / classes): a
+    diverged run, or one stuck at chance, is no trade-off between time and accuracy."""
+    chance = 1.0 / frame["model.num_classes"].astype(float)
+    return (frame["final_test_acc"] > chance + 0.02) & (frame["stop"] != "diverged")
+
+
 def plot_pareto(frame, out: Path):
     """Test accuracy against training time, every model; the frontier (no model both faster and
-    more accurate) marked; right panel: the top of the range."""
+    more accurate) marked among the runs that learned; right panel: the top of the range."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     from models.figures import new_figure, save
     from models.report import pareto_front
 
-    front = pareto_front(frame, "train_time_s", "final_test_acc").sort_values("train_time_s")
+    ok = learned(frame)
+    front = pareto_front(frame[ok], "train_time_s", "final_test_acc").sort_values("train_time_s")
     fig, axes = new_figure((12, 5), ncols=2)
     top = frame["final_test_acc"].max()
     for ax, low in zip(axes, (None, top - 0.04)):
-        for sweep, marker in (("model", "o"), ("train", "^"), ("extra", "x")):
-            rows = frame[frame["sweep"] == sweep]
+        for sweep, marker in (("model", "o"), ("train", "^"), ("extra", "s")):
+            rows = frame[(frame["sweep"] == sweep) & ok]
             ax.scatter(rows["train_time_s"], rows["final_test_acc"], marker=marker, s=22, alpha=0.7,
                        label=f"{sweep} sweep ({len(rows)})" if sweep != "extra" else f"extra runs ({len(rows)})")
+        failed = frame[~ok]
+        ax.scatter(failed["train_time_s"], failed["final_test_acc"], marker="x", s=22, color="0.4",
+                   label=f"diverged or at chance ({len(failed)}), off the frontier")
         ax.step(front["train_time_s"], front["final_test_acc"], where="post", color="black", lw=1.2,
                 label="Pareto frontier")
         ax.scatter(front["train_time_s"], front["final_test_acc"], s=70, facecolors="none", edgecolors="black")
         ax.set(xscale="log", xlabel="training time, s (log; excludes evaluation)", ylabel="test accuracy")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))    # 20, 50, 100, 200 s
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
         if low is not None:
             ax.set_ylim(low, top + 0.005)

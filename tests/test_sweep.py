@@ -275,3 +275,23 @@ def test_shards_then_train_sweep_then_report(mlflow_store, tmp_path):
     assert len(tracking.find_runs("sweep-extra-quick")) == len(extras)
     effects = pd.read_csv(report_dir / "main_effects.csv")
     assert set(effects["hyperparameter"]) == set(sweep.GRIDS["model"].axes) | set(sweep.GRIDS["train"].axes)
+
+
+def test_pareto_frontier_leaves_out_runs_that_learned_nothing(tmp_path):
+    """A diverged run, or one stuck at chance, is faster than every real model; it must not
+    stand on the frontier of test accuracy against training time."""
+    import pandas as pd
+
+    from models import sweep_report
+    frame = pd.DataFrame({
+        "sweep": ["train", "train", "model", "model", "model"],
+        "configuration": ["diverged", "stuck", "fast", "slow better", "slow worse"],
+        "train_time_s": [20.0, 30.0, 50.0, 200.0, 300.0],
+        "final_test_acc": [0.10, 0.105, 0.91, 0.92, 0.90],
+        "final_val_acc": [0.10, 0.10, 0.91, 0.92, 0.90],
+        "stop": ["diverged", "plateau", "max_epochs", "max_epochs", "max_epochs"],
+        "model.num_classes": [10] * 5, "hash": list("abcde")})
+    assert sweep_report.learned(frame).tolist() == [False, False, True, True, True]
+    _, front = sweep_report.plot_pareto(frame, tmp_path)
+    assert front["configuration"].tolist() == ["fast", "slow better"]
+    assert (tmp_path / "pareto.png").stat().st_size > 0
