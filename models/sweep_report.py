@@ -114,7 +114,11 @@ def write_table(table, out: Path, stem: str) -> None:
 
 def write_tables(frame, out: Path) -> dict:
     grid_runs = frame[frame["sweep"] != "extra"]
-    top3 = _table(ranked(grid_runs).head(3))
+    # The train sweep repeats the model sweep's training setup on its best network: the same
+    # configuration (hash) is then in both sweeps and is one entry of the top 3, named by both.
+    sweeps = grid_runs.groupby("hash")["sweep"].agg(lambda names: " + ".join(sorted(set(names))))
+    unique = ranked(grid_runs.sort_values("sweep", kind="stable")).drop_duplicates("hash")
+    top3 = _table(unique.head(3).assign(sweep=lambda rows: rows["hash"].map(sweeps)))
     top3.insert(0, "rank", range(1, len(top3) + 1))
     write_table(top3, out, "top3")
     order = {"model": 0, "train": 1, "extra": 2}
@@ -208,7 +212,8 @@ def plot_main_effects(effects, frame, out: Path):
             acc = runs.loc[runs[f"factor.{axis}"] == label, "final_test_acc"]
             ax.scatter([x + 0.08 * ((i % 5) - 2) for i in range(len(acc))], acc, s=8, alpha=0.4, color="grey")
         ax.errorbar(range(len(rows)), rows["mean_test_acc"], yerr=rows["std"], fmt="o-", capsize=4, color="C0")
-        ax.set_xticks(range(len(rows)), [v.replace(", ", "\n") for v in rows["value"]], fontsize=8)
+        ticks = [v.replace(", ", "\n").replace("momentum=", "mom.=") for v in rows["value"]]   # 4 fit side by side
+        ax.set_xticks(range(len(rows)), ticks, fontsize=8)
         ax.set_xlim(-0.5, len(rows) - 0.5)
         ax.set(title=f"{sweep} sweep: {axis}", ylabel="test accuracy")
         ax.grid(alpha=0.3)

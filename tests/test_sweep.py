@@ -295,3 +295,24 @@ def test_pareto_frontier_leaves_out_runs_that_learned_nothing(tmp_path):
     _, front = sweep_report.plot_pareto(frame, tmp_path)
     assert front["configuration"].tolist() == ["fast", "slow better"]
     assert (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_top3_names_a_configuration_run_by_both_sweeps_once(tmp_path):
+    """The train sweep holds the model sweep's own training setup: the same hash in both sweeps
+    is one row of the top 3, attributed to both."""
+    import pandas as pd
+
+    from models import sweep_report
+    frame = pd.DataFrame({
+        "sweep": ["train", "model", "model", "train", "model"],
+        "configuration": ["best", "best", "second", "third", "fourth"],
+        "hash": ["h1", "h1", "h2", "h3", "h4"],
+        "final_val_acc": [0.93, 0.93, 0.92, 0.91, 0.90], "final_test_acc": [0.92, 0.92, 0.91, 0.90, 0.89],
+        "final_train_acc": [0.97] * 5, "overfit_gap": [0.05, 0.05, 0.06, 0.07, 0.08],
+        "train_time_s": [300.0, 200.0, 100.0, 50.0, 40.0], "epochs_run": [10] * 5, "stop": ["max_epochs"] * 5,
+        "time_to_90_train_acc_s": [90.0] * 5, "model_params": [1000] * 5})
+    top3 = sweep_report.write_tables(frame, tmp_path)["top3"]
+    assert top3["hash"].tolist() == ["h1", "h2", "h3"]
+    assert top3["sweep"].tolist() == ["model + train", "model", "train"]
+    assert top3["train_time_s"].iloc[0] == 200.0                 # the model sweep's run of it
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 5          # the full table keeps every run
