@@ -10,9 +10,11 @@ configuration hash; shards' runs alike), never from a sweep's memory. It writes 
 
   top3.md / top3.csv            the three best configurations of both sweeps: ranked like the
                                 sweeps decide (validation accuracy, then the smaller overfitting
-                                gap), with test accuracy and overfitting gap beside
+                                gap), with test accuracy and overfitting gap beside; a
+                                configuration run by both sweeps is one row
   runs.md / runs.csv            every run, best first within each sweep
   pareto.png, pareto_front.csv  test accuracy against training time for every model, frontier marked
+                                (runs that diverged or stayed at chance are drawn apart, off it)
   main_effects.md / .csv / .png mean, spread (std, min, max) of test accuracy per value of each
                                 hyperparameter of each sweep
   situation_<name>.png          loss against epochs of one real run per situation, labelled with
