@@ -16,10 +16,10 @@ Three implementations, from slow to fast:
     layer shape (``choose_layout``): NHWC, one row per output pixel read from channels-last
     memory (KW*C contiguous floats per kernel row) feeding one GEMM per cache-sized chunk of
     images whose output is already channels-last, run on oneDNN where torch has it (AVX-512
-    on this CPU, ``gemm_backend``); 'rows', the same but gathering only along W and summing
-    the KH kernel rows' shifted GEMM outputs (stride 1, a third of the gather); or NCHW, the
-    classic per-image (C*KH*KW, OH*OW) matrix feeding a batched GEMM, better when C*KH*KW is
-    tiny (the 1-channel first layer).
+    on this CPU, ``gemm_backend``); 'rows', the same but gathering only along W into reused
+    workspaces and summing the KH kernel rows' shifted GEMM outputs (stride 1, a third of the
+    gather); or NCHW, the classic per-image (C*KH*KW, OH*OW) matrix feeding a batched GEMM,
+    better when C*KH*KW is tiny (the 1-channel first layer).
 ``conv2d_backward`` works on numpy arrays and torch tensors alike (the same code).
 
     python -m sysdl_kernels.conv     # checks conv2d against the reference on a small problem
@@ -37,7 +37,8 @@ from sysdl_kernels._array import check_array, check_shape, ops, output_size, pai
 # Images per GEMM chunk are chosen so a chunk's im2col matrix holds about this many elements
 # (~6 MB of float32): measured fastest here between 0.5M and 2M on the Fashion-MNIST shapes.
 CHUNK_ELEMENTS = 1_500_000
-# The 'rows' layout gathers a third as much per image; ~2 MB chunks measured fastest (16 images).
+# The 'rows' layout gathers a third as much per image into a reused workspace; ~2 MB chunks
+# (16 images of 16 x 26 x 26) measured fastest, with 20; 8 or 32 images were 15-40% slower.
 ROWS_CHUNK_ELEMENTS = 520_000
 
 
@@ -195,8 +196,9 @@ def choose_layout(c: int, kh: int, kw: int, stride=(1, 1)) -> str:
 
     Measured here on the Fashion-MNIST shapes (batch 128, 3x3): 1 -> 16 channels, 'nchw' 0.24 ms
     vs 'nhwc' 0.9 ms (a 9-float row per output pixel gathers slowly); 16 -> 16 channels, 'rows'
-    1.6-1.9 ms vs 'nhwc' 1.9-2.6 ms vs 'nchw' 3.1 ms ('rows' gathers a third of the data and
-    runs a 48-wide GEMM, which oneDNN does at ~400 GFLOP/s against ~250 for the 16-wide one).
+    2.0 ms vs 'nhwc' 4.1 ms vs 'nchw' 4.3 ms, nn.Conv2d 1.0 ms ('rows' gathers a third of the
+    data and runs a 48-wide GEMM, which oneDNN does at ~400 GFLOP/s against ~250 for the
+    16-wide one).
     """
     if c * kh * kw < 32:
         return "nchw"
@@ -268,31 +270,45 @@ def _linear(rows: torch.Tensor, weight2d: torch.Tensor, bias: torch.Tensor | Non
 def _conv2d_rows(x, weight, bias, g: ConvGeometry):
     """Stride-1 convolution from a gather along W only, one GEMM and KH shifted adds.
 
-    In the padded NHWC image flattened to rows of C floats, output pixel q = (n, h, w) reads
-    rows q + kh*DH*Wp + kw*DW for every tap. Gathering the KW taps of each row side by side
-    gives X (rows, KW*C), a third of the full im2col for 3x3; one GEMM P = X @ [W_0 | ... |
-    W_KH-1] gives each kernel row's partial sum, and out[q] = sum_kh P[q + kh*DH*Wp, kh]. Rows
-    whose window crosses an image edge are computed and never read.
+    Per chunk of images, in the padded NHWC image, X[n, h, w] = the KW taps of row h starting
+    at column w, side by side (KW*C floats, for every padded row h and output column w): a
+    third of the full im2col for 3x3. One GEMM P = X @ [W_0 | ... | W_KH-1] gives each kernel
+    row's partial sum, and out[n, h, w] = sum_kh P[n, h + kh*DH, w, kh-th block].
+    The padded image and X live in workspaces reused by every chunk, so a chunk's data is still
+    in cache when the next step reads it (a fresh allocation per chunk measured ~20% slower).
     """
-    (dh, dw), hp, wp = g.dilation, g.h + g.pads[0] + g.pads[1], g.w + g.pads[2] + g.pads[3]
+    (dh, dw), (top, bottom, left, right) = g.dilation, g.pads
+    hp, wp = g.h + top + bottom, g.w + left + right
     weight_rows = weight.permute(2, 0, 3, 1).reshape(g.kh * g.o, g.kw * g.c)       # (KH*O, KW*C)
     bias_rows = torch.cat([bias, bias.new_zeros((g.kh - 1) * g.o)])                 # bias once
     out = x.new_empty((g.n, g.oh, g.ow, g.o))                                         # channels-last
-    chunk = max(1, ROWS_CHUNK_ELEMENTS // (hp * wp * g.kw * g.c))
+    chunk = min(g.n, max(1, ROWS_CHUNK_ELEMENTS // (hp * wp * g.kw * g.c)))
+    nhwc = x.permute(0, 2, 3, 1)
+    # Channels-last input needing no padding is read in place; else a workspace whose zero
+    # border, if any, is never written.
+    padded = None
+    if any(g.pads):
+        padded = x.new_zeros((chunk, hp, wp, g.c))
+    elif not nhwc.is_contiguous():
+        padded = x.new_empty((chunk, hp, wp, g.c))
+    taps = x.new_empty((chunk, hp, g.ow, g.kw, g.c))
     for start in range(0, g.n, chunk):
-        source = _padded(x[start:start + chunk], g, channels_last=True)             # (n, Hp, Wp, C)
-        images = source.shape[0]
-        length = images * hp * wp - (g.kw - 1) * dw
-        taps = source.as_strided((length, g.kw, g.c), (g.c, dw * g.c, 1))
-        partial = _linear(taps.reshape(length, g.kw * g.c), weight_rows, bias_rows)  # the GEMM
+        images = min(chunk, g.n - start)
+        source = nhwc[start:start + images]
+        if padded is not None:
+            padded[:images, top:top + g.h, left:left + g.w] = source
+            source = padded[:images]
+        s_n, s_h, s_w, s_c = source.stride()
+        window = source.as_strided((images, hp, g.ow, g.kw, g.c), (s_n, s_h, s_w, dw * s_w, s_c))
+        gathered = taps[:images]
+        gathered.copy_(window)                                                        # the gather
+        partial = _linear(gathered.view(-1, g.kw * g.c), weight_rows, bias_rows)    # the GEMM
+        partial = partial.view(images, hp, g.ow, g.kh * g.o)
         target = out[start:start + images]
 
         def kernel_row(kh):
-            """P[q + kh*DH*Wp, kh-th block] for every valid output pixel q, as (n, OH, OW, O)."""
-            return partial.as_strided(
-                (images, g.oh, g.ow, g.o),
-                (hp * wp * partial.stride(0), wp * partial.stride(0), partial.stride(0), 1),
-                partial.storage_offset() + kh * dh * wp * partial.stride(0) + kh * g.o)
+            """P[n, h + kh*DH, w, kh-th block] for every output pixel (n, h, w), as (n, OH, OW, O)."""
+            return partial[:, kh * dh:kh * dh + g.oh, :, kh * g.o:(kh + 1) * g.o]
 
         if g.kh == 1:
             target.copy_(kernel_row(0))

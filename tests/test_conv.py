@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sysdl_kernels import conv, pool
+from sysdl_kernels._array import padding4
 from tests.oracle import assert_close, check_conv, check_pool, conv2d_oracle, conv_cases, pool_cases
 
 LIBRARIES = {"numpy": lambda a: a, "torch": torch.from_numpy}
@@ -68,6 +69,27 @@ def test_every_torch_layout_matches_torch(layout, max_stride, data):
     case = data.draw(conv_cases(np.float32, max_stride=max_stride))
     check_conv(case, lambda *a, **k: conv.conv2d_torch(*a, **k, layout=layout), conv.conv2d_backward,
                torch.from_numpy)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("padding, dilation", [(0, 1), ((2, 0, 1, 1), 1), (0, (2, 1)), (1, (1, 2))])
+def test_rows_layout_over_many_chunks(channels_last, padding, dilation, dtype):
+    """37 images of 16 x 26 x 23 are three chunks, the last one short, through the reused
+    workspaces; a channels-last input without padding is read in place and left as it was."""
+    x = torch.randn(37, 16, 26, 23, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(5, 16, 2, 3, dtype=dtype), torch.randn(5, dtype=dtype)
+    before = x.clone()
+    geometry = dict(padding=padding, dilation=dilation)
+    assert 37 > 2 * (conv.ROWS_CHUNK_ELEMENTS // (26 * 23 * 3 * 16))      # padding only shrinks chunks
+    out = conv.conv2d_torch(x, w, b, layout="rows", **geometry)
+    pads = padding4(padding)
+    expected = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (pads[2], pads[3], pads[0], pads[1])), w, b, dilation=dilation)
+    assert_close(out, expected, np.float32 if dtype == torch.float32 else np.float64)
+    assert torch.equal(x, before)
 
 
 def test_rows_layout_refuses_strides():
