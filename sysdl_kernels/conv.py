@@ -296,7 +296,7 @@ def _conv2d_rows(x, weight, bias, g: ConvGeometry):
         images = min(chunk, g.n - start)
         source = nhwc[start:start + images]
         if padded is not None:
-            padded[:images, top:top + g.h, left:left + g.w] = source
+            padded[:images, top:top + g.h, left:left + g.w].copy_(source)
             source = padded[:images]
         s_n, s_h, s_w, s_c = source.stride()
         window = source.as_strided((images, hp, g.ow, g.kw, g.c), (s_n, s_h, s_w, dw * s_w, s_c))
