@@ -297,7 +297,10 @@ def cmd_infer_bench(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(x)} test images; time for all of them (speedup over (a) on the same device), median of {repeats}")
     print(infer_bench.table(rows).to_string())
-    print("\n" + pd.DataFrame(checks).to_string(index=False))
+    print("\n" + pd.DataFrame(checks).drop(columns="what ran").to_string(index=False))
+    for check in checks:
+        if check["what ran"]:
+            print(f"{check['implementation']}: {check['what ran']}")
     pd.DataFrame(rows).to_csv(out / "infer_bench.csv", index=False)
     print(f"\ncsv: {out / 'infer_bench.csv'}\nchart: {infer_bench.plot(rows, out / 'infer_bench.png')}")
     print("provenance:", provenance())

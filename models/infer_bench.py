@@ -65,7 +65,7 @@ def implementations(original_path, pruned_path) -> dict:
 
 def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: int = 3,
         batch_sizes=BATCH_SIZES):
-    """Returns (timing rows, accuracy/agreement rows)."""
+    """Returns (timing rows, accuracy/agreement rows, the latter saying what each MatmulNet ran)."""
     impls = implementations(original_path, pruned_path)
     checks = []
     with torch.inference_mode():
@@ -94,6 +94,9 @@ def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: i
                 rows.append({"implementation": name, "device": device, "batch": batch, "images": len(x),
                              "seconds": seconds,
                              "speedup vs (a)": baseline / seconds if baseline else float("nan")})
+    for check in checks:                     # which lowering and GEMM engine each MatmulNet ran
+        describe = getattr(impls[check["implementation"]][0], "describe", None)
+        check["what ran"] = describe() if describe else ""
     return rows, checks
 
 

@@ -4,19 +4,26 @@
     logits = net(images)                                                    # (N, 1, 28, 28) float32
     net = MatmulNet.from_checkpoint(path, backend="triton")                 # sysdl_kernels.triton_ops
 
-Each conv is an im2col gather feeding one GEMM with the bias folded in (addmm) and ReLU
-applied in place; each dense layer is one GEMM. No nn.Conv2d / nn.Linear / F.conv2d /
-F.linear or conv-family aten op runs (tests record the aten ops to prove it).
+Each conv is an im2col gather feeding one GEMM with the bias folded in and ReLU applied in
+place; each dense layer is one GEMM. No nn.Conv2d / nn.Linear / F.conv2d / F.linear or
+conv-family aten op runs (tests record the aten ops to prove it).
 
 The CPU backend processes the batch in chunks of images, so one chunk's activations stay in
 cache from the first conv to the logits, in buffers reused across calls. For each conv it can
-use one of three lowerings and takes the fastest, measured once per chunk size (``choices``
+use one of four lowerings and takes the fastest, measured once per chunk size (``choices``
 says which ran):
   * ``nhwc``: one row per output pixel, gathered from channels-last activations, times the
-    (KH*KW*C, O) weight: the output is channels-last, ready for the next gather;
-  * ``nchw``: per image the (C*KH*KW, OH*OW) matrix times the (O, C*KH*KW) weight (batched);
+    (KH*KW*C, O) weight (torch addmm): the output is channels-last, ready for the next gather;
+  * ``nchw``: per image the (C*KH*KW, OH*OW) matrix times the (O, C*KH*KW) weight (torch
+    baddbmm);
   * ``taps``: shift-and-accumulate, out += w[:, c, i, j] * x[:, c, i:, j:] over every tap and
-    input channel: no gather at all, best when a pruned layer keeps one to four channels.
+    input channel: no gather at all;
+  * ``numba``: the ``nchw`` lowering image by image inside one Numba kernel
+    (``numba_gemm.im2col_gemm``): each image's im2col matrix is gathered into a per-thread
+    buffer that stays in cache and multiplied there, bias and ReLU fused.
+Each dense layer runs on one of two GEMM engines, also the fastest measured per chunk size
+(``dense_choices``): ``torch`` (addmm: MKL, AVX2 on this machine) or ``numba``
+(``numba_gemm.gemm_bias_act``, register-tiled, AVX-512 where the CPU has it).
 fc1's weight columns are permuted once, at load, to the order of the last conv's output
 layout, so the flatten costs nothing.
 """
@@ -28,7 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
-CONV_STRATEGIES = ("nhwc", "nchw", "taps")
+CONV_STRATEGIES = ("nhwc", "nchw", "taps", "numba")
+DENSE_ENGINES = ("torch", "numba")
 BACKENDS = ("cpu", "triton")
 
 
@@ -54,9 +62,23 @@ def _pool(x: torch.Tensor, kind: str | None, k: int, channels_last: bool) -> tor
     return windows.amax((-2, -1)) if kind == "max" else windows.mean((-2, -1))
 
 
+def _fastest(options, run) -> str:
+    """The option whose ``run(option)`` takes least time: median of 3 calls after a warm-up."""
+    timings = {}
+    for option in options:
+        run(option)                                                    # warm-up, JIT, buffers
+        samples = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run(option)
+            samples.append(time.perf_counter() - start)
+        timings[option] = sorted(samples)[1]
+    return min(timings, key=timings.get)
+
+
 class MatmulNet:
-    def __init__(self, state: dict, config: dict, backend: str = "cpu", chunk: int = 256,
-                 strategy: str | dict | None = None):
+    def __init__(self, state: dict, config: dict, backend: str = "cpu", chunk: int = 1000,
+                 strategy: str | dict | None = None, dense_engine: str | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.config, self.backend, self.chunk = config, backend, chunk
@@ -69,7 +91,11 @@ class MatmulNet:
         for name, value in self.fixed.items():
             if value not in CONV_STRATEGIES:
                 raise ValueError(f"{name}: strategy must be one of {CONV_STRATEGIES}, got {value!r}")
+        if dense_engine is not None and dense_engine not in DENSE_ENGINES:
+            raise ValueError(f"dense_engine must be one of {DENSE_ENGINES}, got {dense_engine!r}")
+        self.dense_engine = dense_engine                  # None: the fastest, per chunk size
         self.choices: dict[int, dict[str, str]] = {}       # chunk size -> conv name -> strategy
+        self.dense_choices: dict[int, dict[str, str]] = {}  # chunk size -> fc1/fc2 -> engine
         self._buffers: dict = {}
         self._fc1_by_layout: dict[bool, torch.Tensor] = {}
         if backend == "triton":
@@ -101,48 +127,62 @@ class MatmulNet:
         out = torch.empty(x.shape[0], self.fc2_w.shape[0])
         for start in range(0, x.shape[0], self.chunk):
             part = x[start:start + self.chunk]
-            out[start:start + len(part)] = self._forward_chunk(part)
+            self._forward_chunk(part, out[start:start + len(part)])
         return out
 
     def describe(self) -> str:
-        runs = "; ".join(f"chunk {n}: " + ", ".join(f"{k}={v}" for k, v in choice.items())
-                         for n, choice in self.choices.items())
+        if self.backend == "triton":
+            return "MatmulNet[triton] per layer: im2col kernel, then GEMM kernel with bias and ReLU fused"
+        runs = "; ".join(f"chunk {n}: " + ", ".join(f"{k}={v}" for k, v in {
+            **choice, **self.dense_choices.get(n, {})}.items()) for n, choice in self.choices.items())
         return f"MatmulNet[{self.backend}] {runs or '(not run yet)'}"
 
     # -- CPU backend ----------------------------------------------------------------------------
 
-    def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_chunk(self, x: torch.Tensor, logits: torch.Tensor) -> None:
+        """The logits of the chunk x, written into ``logits`` (N, classes)."""
         n = x.shape[0]
         if n not in self.choices:
-            self.choices[n] = self._tune(x)
-        choice = self.choices[n]
+            self._tune(x)
+        choice, engines = self.choices[n], self.dense_choices[n]
         act, channels_last = x.contiguous(), False
         for conv in self.convs:
             act, channels_last = self._conv(conv, act, channels_last, choice[conv.name])
             act = _pool(act, conv.pool, conv.pool_kernel, channels_last)
         flat = act.reshape(n, -1)                                             # no copy: contiguous
         hidden = self._buffer(("fc1", n), (n, self.fc1_w.shape[0]))
-        torch.addmm(self.fc1_b, flat, self._fc1_weight(channels_last).T, out=hidden).relu_()
-        return torch.addmm(self.fc2_b, hidden, self.fc2_w.T)
+        self._dense(flat, self._fc1_weight(channels_last), self.fc1_b, True, engines["fc1"], hidden)
+        self._dense(hidden, self.fc2_w, self.fc2_b, False, engines["fc2"], logits)
 
-    def _tune(self, x: torch.Tensor) -> dict[str, str]:
-        """Per conv, the fastest lowering on this chunk size (unless fixed): median of 3 after warm-up."""
+    def _tune(self, x: torch.Tensor) -> None:
+        """Per conv the fastest lowering, per dense layer the fastest engine, on this chunk size
+        (unless fixed): each the median of 3 timed calls after a warm-up (and JIT compile)."""
+        n = x.shape[0]
         choice, act, channels_last = {}, x.contiguous(), False
         for conv in self.convs:
             options = [self.fixed[conv.name]] if conv.name in self.fixed else CONV_STRATEGIES
-            timings = {}
-            for strategy in options:
-                self._conv(conv, act, channels_last, strategy)                 # warm-up, buffers
-                samples = []
-                for _ in range(3):
-                    start = time.perf_counter()
-                    self._conv(conv, act, channels_last, strategy)
-                    samples.append(time.perf_counter() - start)
-                timings[strategy] = sorted(samples)[1]
-            choice[conv.name] = min(timings, key=timings.get)
+            choice[conv.name] = _fastest(options, lambda s: self._conv(conv, act, channels_last, s))
             act, channels_last = self._conv(conv, act, channels_last, choice[conv.name])
             act = _pool(act, conv.pool, conv.pool_kernel, channels_last)
-        return choice
+        engines = [self.dense_engine] if self.dense_engine else DENSE_ENGINES
+        flat, fc1_w = act.reshape(n, -1), self._fc1_weight(channels_last)
+        hidden = self._buffer(("fc1", n), (n, self.fc1_w.shape[0]))
+        logits = torch.empty(n, self.fc2_w.shape[0])
+        dense = {"fc1": _fastest(engines, lambda e: self._dense(flat, fc1_w, self.fc1_b, True, e, hidden))}
+        self._dense(flat, fc1_w, self.fc1_b, True, dense["fc1"], hidden)
+        dense["fc2"] = _fastest(engines, lambda e: self._dense(hidden, self.fc2_w, self.fc2_b, False, e, logits))
+        self.choices[n], self.dense_choices[n] = choice, dense
+
+    @staticmethod
+    def _dense(a, weight, bias, relu: bool, engine: str, out: torch.Tensor) -> None:
+        """out = act(a @ weight.T + bias), weight in nn.Linear's (N, K) layout, on ``engine``."""
+        if engine == "numba":
+            from sysdl_kernels import numba_gemm
+            numba_gemm.gemm_bias_act(a.numpy(), weight.numpy(), bias.numpy(), relu=relu, out=out.numpy())
+        else:
+            torch.addmm(bias, a, weight.T, out=out)
+            if relu:
+                out.relu_()
 
     def _buffer(self, key, shape) -> torch.Tensor:
         buf = self._buffers.get(key)
@@ -181,6 +221,12 @@ class MatmulNet:
             return out.view(n, oh, ow, o), True
         src = x.permute(0, 3, 1, 2).contiguous() if channels_last else x       # (N, C, H, W)
         out = self._buffer((conv.name, "nchw", n), (n, o, oh, ow))
+        if strategy == "numba":
+            from sysdl_kernels import numba_gemm
+            scratch = self._buffer((conv.name, "scratch", n), numba_gemm.scratch_shape(src.shape, conv.shape))
+            numba_gemm.im2col_gemm(src.numpy(), conv.weight.numpy(), conv.bias.numpy(), relu=True,
+                                   out=out.numpy(), scratch=scratch.numpy())
+            return out, False
         if strategy == "nchw":
             s_n, s_c, s_h, s_w = src.stride()
             window = src.as_strided((n, c, kh, kw, oh, ow), (s_n, s_c, s_h, s_w, s_h, s_w))
