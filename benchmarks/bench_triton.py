@@ -1,10 +1,13 @@
-"""asv benchmarks: the Triton kernels (im2col gather; GEMM with bias and ReLU fused in the
-epilogue) against the torch operations they replace; baseline: torch on the same device.
+"""asv benchmarks: MatmulNet's hand-written kernels (the Triton im2col gather; the GEMM with bias
+and ReLU fused in the epilogue, in Triton and in Numba) against the torch operations they
+replace; baseline: torch on the same device.
 
 Triton cases run compiled on a CUDA GPU only: on a CPU they are skipped (the interpreter is
-for correctness, in the tests; its times mean nothing), and the torch cases give the CPU
-column. Shapes are the MatmulNet GEMMs at batch 1000 (a 16-channel conv and the dense layer of
-the unpruned network); inputs are seeded random numbers (the time does not depend on them).
+for correctness, in the tests; its times mean nothing). Numba cases run on the CPU only, GEMMs
+only (its im2col is fused into its conv kernel, ``numba_gemm.im2col_gemm``). Shapes are the
+MatmulNet GEMMs at batch 1000 (a 16-channel conv and the dense layers of the unpruned and of
+the selected pruned network); inputs are seeded random numbers (the time does not depend on
+them).
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import Family, TimedFamily, require_compiled_triton, require_device, synchronised
+from benchmarks.common import (Family, TimedFamily, cpu_only, require_compiled_triton, require_device,
+                               synchronised)
 
 # case label -> (kind, shape): GEMM (M, K, N) or im2col (N, C, H, W, K)
 SHAPES = {
     "gemm+bias+relu 576000x144x16": ("gemm", (576_000, 144, 16)),
     "gemm+bias+relu 1000x9216x100": ("gemm", (1000, 9216, 100)),
+    "gemm+bias+relu 1000x1152x60": ("gemm", (1000, 1152, 60)),
     "im2col 1000x16x26x26 3x3": ("im2col", (1000, 16, 26, 26, 3)),
 }
-IMPLEMENTATIONS = ("torch", "triton")
+IMPLEMENTATIONS = ("torch", "triton", "numba")
 
 
 def triton_case(case: str, implementation: str, device: str = "cpu"):
@@ -31,9 +36,13 @@ def triton_case(case: str, implementation: str, device: str = "cpu"):
         raise ValueError(f"case must be one of {list(SHAPES)}, got {case!r}")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    kind, shape = SHAPES[case]
     if implementation == "triton":
         require_compiled_triton()
-    kind, shape = SHAPES[case]
+    if implementation == "numba":
+        cpu_only(implementation, device)
+        if kind != "gemm":
+            raise NotImplementedError("Numba's im2col is fused into its conv kernel (numba_gemm.im2col_gemm)")
     g = torch.Generator().manual_seed(len(case))
     if kind == "gemm":
         m, k, n = shape
@@ -43,6 +52,11 @@ def triton_case(case: str, implementation: str, device: str = "cpu"):
         if implementation == "triton":
             from sysdl_kernels import triton_ops
             fn = lambda: triton_ops.gemm_bias_relu(a, b, bias, relu=True)
+        elif implementation == "numba":
+            from sysdl_kernels import numba_gemm
+            weight, out = b.T.contiguous().numpy(), torch.empty(m, n)          # nn.Linear's (N, K) layout
+            fn = lambda: torch.from_numpy(numba_gemm.gemm_bias_act(a.numpy(), weight, bias.numpy(), relu=True,
+                                                                   out=out.numpy()))
     else:
         n, c, h, w, k = shape
         x = torch.randn(n, c, h, w, generator=g).to(device)
