@@ -275,7 +275,8 @@ def _conv2d_rows(x, weight, bias, g: ConvGeometry):
     third of the full im2col for 3x3. One GEMM P = X @ [W_0 | ... | W_KH-1] gives each kernel
     row's partial sum, and out[n, h, w] = sum_kh P[n, h + kh*DH, w, kh-th block].
     The padded image and X live in workspaces reused by every chunk, so a chunk's data is still
-    in cache when the next step reads it (a fresh allocation per chunk measured ~20% slower).
+    in cache when the next step reads it (a GEMM reading a freshly allocated 2 MB buffer
+    measured 1.3-2x slower than one reading a reused buffer).
     """
     (dh, dw), (top, bottom, left, right) = g.dilation, g.pads
     hp, wp = g.h + top + bottom, g.w + left + right
