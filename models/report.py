@@ -13,6 +13,14 @@ import json
 from pathlib import Path
 
 
+def write_table(table, out: Path, stem: str, title: str = "", footer: str = "", floatfmt: str = ".4g") -> None:
+    """``OUT/STEM.csv`` and ``OUT/STEM.md`` (the title above the table, the footer below it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / f"{stem}.csv", index=False)
+    parts = [title, table.to_markdown(index=False, floatfmt=floatfmt), footer]
+    (out / f"{stem}.md").write_text("\n\n".join(part for part in parts if part) + "\n")
+
+
 def pruning_steps(prune_dir: str | Path):
     """All steps of all sessions as one DataFrame (one row per produced model)."""
     import pandas as pd
@@ -82,7 +90,6 @@ def prune_report(prune_dir: str | Path = "runs/prune", out_dir: str | Path = "ru
                "flops_fraction", "params", "test_before", "test_after_prune", "test_after_retrain", "drop",
                "accepted"]
     table = frame[[c for c in columns if c in frame.columns]]
-    table.to_csv(out / "prune_steps.csv", index=False)
-    (out / "prune_steps.md").write_text(table.to_markdown(index=False, floatfmt=".4f"))
+    write_table(table, out, "prune_steps", floatfmt=".4f")
     plot = plot_pareto(frame, front, base_flops, out / "prune_pareto.png", selected)
     return {"steps": table, "front": front, "selected": selected, "plot": plot, "base_flops": base_flops}

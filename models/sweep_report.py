@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from models.report import write_table
 from models.sweep import (TAG_GRID, TAG_HASH, TAG_LABEL, TAG_SITUATION, TAG_STOP, GRIDS, Job, RunSpec,
                           default_out_dir, experiment_name, run_jobs)
 
@@ -109,11 +110,6 @@ def _table(frame):
     return table
 
 
-def write_table(table, out: Path, stem: str) -> None:
-    table.to_csv(out / f"{stem}.csv", index=False)
-    (out / f"{stem}.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n")
-
-
 def write_tables(frame, out: Path) -> dict:
     grid_runs = frame[frame["sweep"] != "extra"]
     # The train sweep repeats the model sweep's training setup on its best network: the same
@@ -122,10 +118,10 @@ def write_tables(frame, out: Path) -> dict:
     unique = ranked(grid_runs.sort_values("sweep", kind="stable")).drop_duplicates("hash")
     top3 = _table(unique.head(3).assign(sweep=lambda rows: rows["hash"].map(sweeps)))
     top3.insert(0, "rank", range(1, len(top3) + 1))
-    write_table(top3, out, "top3")
+    write_table(top3, out, "top3", floatfmt=".4f")
     order = {"model": 0, "train": 1, "extra": 2}
     every = ranked(frame).assign(_sweep=frame["sweep"].map(order)).sort_values("_sweep", kind="stable")
-    write_table(_table(every), out, "runs")
+    write_table(_table(every), out, "runs", floatfmt=".4f")
     return {"top3": top3, "runs": every}
 
 
@@ -403,7 +399,7 @@ def situations(frame, out: Path, extra_experiment: str, runner: Callable | None,
                      else f"{row['sweep']} sweep", "configuration": row["configuration"], "evidence": evidence,
                      "what it shows": situation.why, "plot": plot.name, "hash": row["hash"]})
     table = pd.DataFrame(rows)
-    write_table(table, out, "situations")
+    write_table(table, out, "situations", floatfmt=".4f")
     return table
 
 
@@ -422,7 +418,7 @@ def sweep_report(out_dir: str | Path, quick: bool = False, experiments: dict | N
     out.mkdir(parents=True, exist_ok=True)
     frame = load_runs([experiments["model"], experiments["train"]])
     effects = main_effects(frame, quick)
-    write_table(effects.drop(columns="order"), out, "main_effects")
+    write_table(effects.drop(columns="order"), out, "main_effects", floatfmt=".4f")
     effects_plot = plot_main_effects(effects, frame, out)
     situation_table = situations(frame, out, experiments["extra"], runner, log)
     extras = _optional_runs(experiments["extra"])

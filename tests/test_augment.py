@@ -5,7 +5,6 @@ MLflow store (synthetic images: nothing is downloaded)."""
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
@@ -18,11 +17,6 @@ from models.train import TrainConfig, fit
 from tests.study_helpers import QUICK, study_args, one_thread  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # the machine is shared
-
-
-
-
-
 
 
 def nonzero_images(n: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

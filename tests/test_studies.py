@@ -16,9 +16,6 @@ from sysdl_kernels.torch_optim import RMSpropNesterov
 from tests.study_helpers import QUICK, study_args
 
 
-
-
-
 # ----------------------------------------------------------------------------------------------
 # RMSProp with Nesterov momentum, by hand
 # ----------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ store. Nothing is downloaded."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,10 +21,6 @@ from tests.study_helpers import QUICK, study_args, one_thread  # noqa: F401 (a f
 pytestmark = pytest.mark.usefixtures("one_thread")   # the machine is shared
 
 COUNTS = {"cat": 5, "dog": 3, "emu": 4}       # images per class, unequal on purpose
-
-
-
-
 
 
 def write_folder(root, counts=COUNTS, seed: int = 0):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from models.report import write_table
 from models.studies import common
 from models.train import TrainConfig
 
@@ -132,7 +133,7 @@ def plot_val_error(pairs, path: Path, title: str, target: float) -> Path:
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str, target: float) -> dict:
     pairs = common.finished_runs(experiment, jobs)
     table = results_table(pairs, target)
-    common.write_table(table, out, "batch_augment", title)
+    write_table(table, out, "batch_augment", title)
     return {"table": table, "plot": plot_val_error(pairs, out / "val_error.png", title, target)}
 
 

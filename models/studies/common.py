@@ -368,10 +368,3 @@ def load_data(dataset: str, data_dir=None, download: bool = False, n_train: int 
     test = data.test.head(n_test) if n_test else data.test
     return DataSplits(train, test, None, data.source, data.num_classes)
 
-
-def write_table(table, out, stem: str, title: str = "", footer: str = "", floatfmt: str = ".4g") -> None:
-    """``OUT/STEM.csv`` and ``OUT/STEM.md`` (the title above the table, the footer below it)."""
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / f"{stem}.csv", index=False)
-    parts = [title, table.to_markdown(index=False, floatfmt=floatfmt), footer]
-    (out / f"{stem}.md").write_text("\n\n".join(part for part in parts if part) + "\n")

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from models.report import write_table
 from models.studies import common
 from models.train import Objective, TrainConfig
 
@@ -168,7 +169,7 @@ def _by_depth(table, x: str, y: str, path: Path, title: str, mean_curve: bool = 
 
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, note: str) -> dict:
     table = runs_table(common.finished_runs(experiment, jobs))
-    common.write_table(table, out, "depth_width")
+    write_table(table, out, "depth_width")
     plots = [_by_depth(table, "hidden units", "test RMSE", out / "rmse_vs_units.png",
                        f"test RMSE vs total hidden units ({note})", mean_curve=True),
              _by_depth(table, "parameters", "test RMSE", out / "rmse_vs_params.png",

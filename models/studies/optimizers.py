@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.report import write_table
 from models.studies import common
 from models.train import CLASSIFICATION, TrainConfig
 
@@ -123,7 +124,7 @@ def plot_losses(pairs, path: Path, title: str) -> Path:
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str) -> dict:
     pairs = common.finished_runs(experiment, jobs)
     table = results_table(pairs)
-    common.write_table(table, out, "optimizers", floatfmt=".4f")
+    write_table(table, out, "optimizers", floatfmt=".4f")
     plot = plot_losses(pairs, out / "loss_curves.png", title)
     return {"table": table, "plot": plot}
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.report import write_table
 from models.studies import common
 from models.train import TrainConfig
 
@@ -301,7 +302,7 @@ def plot(pairs, table, path: Path, title: str) -> Path:
 def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str) -> dict:
     pairs = common.finished_runs(experiment, jobs)
     table = results_table(pairs)
-    common.write_table(table, out, "transfer", title, footer=verdict(table))
+    write_table(table, out, "transfer", title, footer=verdict(table))
     return {"table": table, "plot": plot(pairs, table, out / "transfer.png", title)}
 
 
