@@ -1,6 +1,6 @@
 """asv benchmarks of sysdl, one module per kernel family (see README, "Tracking speedups")."""
 
-import os
+from sysdl_kernels.runtime import set_process_environment
 
-# As in models/cli.py: keep numpy's idle OpenBLAS threads from spinning against Numba's.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# Before the benchmark modules import numpy, as `sysdl` does: see set_process_environment.
+set_process_environment()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import (BATCH, CONV_SHAPES, Family, RatioFigures, TimedFamily, conv_inputs, speed_ratio,
                                cpu_only, require_compiled_triton, require_device, synchronised)
-from models.runtime import median_seconds
+from sysdl_kernels.runtime import median_seconds
 from sysdl_kernels import conv
 from sysdl_kernels.flops import Conv, analyze
 

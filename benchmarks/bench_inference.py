@@ -31,17 +31,17 @@ STAND_IN_PRUNED = {"conv1_channels": 4, "conv2_channels": 2, "hidden_units": 25}
 def checkpoint_path(kind: str) -> Path:
     """Where the benchmarks read the 'base' or 'pruned' model: the environment variable, else the
     main job's path under this checkout's runs/ (asv runs benchmarks from a temporary directory)."""
-    from models.cli import DEFAULT_CHECKPOINT, SELECTED_CHECKPOINT
-    variable, default = {"base": ("SYSDL_BASE_CHECKPOINT", DEFAULT_CHECKPOINT),
-                         "pruned": ("SYSDL_PRUNED_CHECKPOINT", SELECTED_CHECKPOINT)}[kind]
+    from models.shared.artifacts import MAIN
+    variable, default = {"base": ("SYSDL_BASE_CHECKPOINT", MAIN.base),
+                         "pruned": ("SYSDL_PRUNED_CHECKPOINT", MAIN.selected)}[kind]
     return Path(os.environ.get(variable) or Path(__file__).resolve().parents[1] / default)
 
 
 @functools.lru_cache(maxsize=None)
 def load(kind: str):
     """(model in eval mode, checkpoint payload or None when seeded random weights stand in)."""
-    from models.checkpoint import load_model
-    from models.fashion_cnn import FashionCNN, FashionCNNConfig
+    from models.training.checkpoint import load_model
+    from models.nets.fashion_cnn import FashionCNN, FashionCNNConfig
     path = checkpoint_path(kind)
     if path.is_file():
         model, payload = load_model(path)
@@ -55,7 +55,7 @@ def load(kind: str):
 @functools.lru_cache(maxsize=None)
 def test_images():
     """(x, y): the first IMAGES test images, real when installed, else seeded synthetic ones."""
-    from models.data import DataNotFoundError, load_fashion_mnist, synthetic_splits
+    from models.data.datasets import DataNotFoundError, load_fashion_mnist, synthetic_splits
     try:
         split = load_fashion_mnist().test
     except DataNotFoundError:
@@ -141,7 +141,7 @@ class PrunedModel:
 
     def track_test_accuracy(self):
         """Test accuracy of the selected pruned model over the whole test set."""
-        from models.data import DataNotFoundError, load_fashion_mnist
+        from models.data.datasets import DataNotFoundError, load_fashion_mnist
         try:
             test = load_fashion_mnist().test
         except DataNotFoundError as err:

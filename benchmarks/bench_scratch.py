@@ -4,7 +4,8 @@ network in PyTorch on the CPU, over the Fashion-MNIST training images."""
 from __future__ import annotations
 
 from benchmarks.common import fashion_batches, threads
-from models.scratch_profile import ScratchConfig, epoch_times
+from sysdl_kernels.scratch.epoch import epoch_times
+from sysdl_kernels.scratch.net import ScratchConfig
 
 
 class ScratchEpoch:

@@ -3,7 +3,7 @@
 A kernel family (``Family``) is one list of cases: case labels x implementations x devices and a
 factory that turns one (case, implementation, device) into a zero-argument callable, checked
 against its reference before it is returned, and synchronising CUDA when it runs there. asv
-classes (``TimedFamily``) and the pytest-benchmark tests (tests/test_benchmarks.py) both build
+classes (``TimedFamily``) and the pytest-benchmark tests (tests/benchmarks/test_benchmarks.py) both build
 their cases from it, so no parameter list is written twice. A case that cannot run here (no
 CUDA, Triton without a GPU) raises NotImplementedError from the factory: asv skips it, pytest
 skips it; it is never timed as zero.
@@ -23,7 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from models.bench_table import BASELINES, PARAM_NAMES   # noqa: F401  (the schema sysdl bench-table reads)
+# The case schema every timing family follows; `sysdl bench-table` reads it back from the results
+# (asv's benchmarks.json, pytest-benchmark's extra_info), never from this module.
+PARAM_NAMES = ["case", "implementation", "device"]
 
 DEVICES = ["cpu", "cuda"]
 
@@ -32,9 +34,13 @@ DEVICES = ["cpu", "cuda"]
 class Family:
     name: str
     cases: tuple[str, ...]
-    implementations: tuple[str, ...]
+    implementations: tuple[str, ...]       # the first is the baseline every speedup is over
     factory: Callable[[str, str, str], Callable[[], object]]
     devices: tuple[str, ...] = tuple(DEVICES)
+
+    @property
+    def baseline(self) -> str:
+        return self.implementations[0]
 
     @property
     def params(self) -> list[list[str]]:
@@ -72,7 +78,7 @@ def speed_ratio(family: Family, slow: str, fast: str, case: str, repeats: int = 
     interleaved in this process, after a warm-up (so both see the same machine state)."""
     import statistics
 
-    from models.runtime import interleaved
+    from sysdl_kernels.runtime import interleaved
     times = interleaved({name: family.factory(case, name, "cpu") for name in (slow, fast)},
                         repeats=repeats, warmup=1)
     return statistics.median(times[slow]) / statistics.median(times[fast])
@@ -122,8 +128,8 @@ CONV_SHAPES = {
 
 def threads() -> int:
     """Fix the thread count (``$SYSDL_BENCH_THREADS``, default all cores) and the allocator
-    settings sysdl trains with (models.runtime); returns the thread count."""
-    from models.runtime import configure_cpu_runtime
+    settings sysdl trains with (models.training.provenance); returns the thread count."""
+    from sysdl_kernels.runtime import configure_cpu_runtime
     count = int(os.environ.get("SYSDL_BENCH_THREADS", os.cpu_count() or 1))
     return configure_cpu_runtime(count)["torch_threads"]
 
@@ -143,7 +149,7 @@ def conv_inputs(shape: str, batch: int = BATCH, dtype: str = "float32"):
 def fashion_batches(n_images: int):
     """(x float32 NCHW, y int64) numpy arrays: real Fashion-MNIST training images when installed,
     else seeded synthetic ones of the same shape (timings do not depend on pixel values)."""
-    from models.data import DataNotFoundError, load_fashion_mnist, synthetic_splits
+    from models.data.datasets import DataNotFoundError, load_fashion_mnist, synthetic_splits
     try:
         split = load_fashion_mnist().train
     except DataNotFoundError:

@@ -37,6 +37,24 @@ def check_array(x, name: str, ndim: int | None = None, like=None) -> None:
         if dtype_name(x) != dtype_name(like):
             raise TypeError(f"{name} is {dtype_name(x)} but the input is {dtype_name(like)}; "
                             f"mixed dtypes are not supported")
+        if isinstance(x, torch.Tensor) and x.device != like.device:
+            raise ValueError(f"{name} is on {x.device} but the input is on {like.device}; "
+                             f"move both to one device")
+
+
+def requires_grad(*tensors) -> bool:
+    """Whether autograd would record an op on ``tensors`` (torch tensors; None and numpy ignored)."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+def refuse_grad(op: str, **tensors) -> None:
+    """A ValueError naming the first tensor autograd would track, for ops with no backward: their
+    output would be a graph leaf, and the gradients of everything before them silently lost."""
+    if torch.is_grad_enabled():
+        for name, t in tensors.items():
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                raise ValueError(f"{op} has no backward, but {name} requires grad; call it under "
+                                 f"torch.no_grad() (or pass {name}.detach()) for inference")
 
 
 def check_shape(x, name: str, expected: Sequence[int]) -> None:
@@ -79,8 +97,31 @@ def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after:
     return (padded - span) // stride + 1
 
 
+def all_finite(a) -> bool:
+    """Whether every entry of ``a`` is finite, by one sum: an inf or NaN makes it non-finite (as
+    does an overflow, a false alarm that only costs the careful path)."""
+    return bool(ops(a).xp.isfinite(a.sum()))
+
+
+def keep_where(mask, values, finite: bool | None = None):
+    """``values`` where ``mask`` holds, else exactly 0, with ``mask``'s shape broadcast.
+
+    ``values * mask`` is the fast spelling (numpy's where is several times slower) but makes
+    inf * 0 = NaN where the mask is off, so it is used only when every value is finite;
+    ``finite`` says whether they are, when the caller checked once for many masks."""
+    if finite is None:
+        finite = all_finite(values)
+    out = values * mask if finite else ops(values).xp.where(mask, values, 0)
+    return out if isinstance(out, (np.ndarray, torch.Tensor)) else np.asarray(out)  # numpy 0-d
+
+
 class _NumpyOps:
     xp = np
+
+    @staticmethod
+    def relu(x):
+        # maximum keeps NaN and sends -inf to 0; out= keeps a 0-d result an array
+        return np.maximum(x, 0, out=np.empty(x.shape, x.dtype))
 
     @staticmethod
     def pad(x, pads, value=0.0):
@@ -123,6 +164,11 @@ class _NumpyOps:
 
 class _TorchOps:
     xp = torch
+
+    @staticmethod
+    def relu(x):
+        # where, not clamp_min: its autograd gradient is relu's (0 at x = 0, passed at NaN)
+        return torch.where(x <= 0, 0, x)
 
     @staticmethod
     def pad(x, pads, value=0.0):

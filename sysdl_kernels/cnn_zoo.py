@@ -4,7 +4,7 @@
 ``network_costs("vgg19")``) gives the per-layer table. The torchvision networks mirror torchvision 0.29's definitions layer for layer,
 with torchvision's module names ("features.0", "inception3a.branch2.1.conv", "layer2.0.downsample.0"),
 so parameter counts and conv/linear FLOPs equal those of ``torchvision.models.NAME(weights=None)``
-(tests/test_analyze.py checks this on every build):
+(tests/models/analysis/test_analyze.py checks this on every build):
 
     alexnet, vgg16, vgg19     conv + bias, ReLU, max-pool; adaptive avg-pool; 3 dense layers
     googlenet                 torchvision's GoogLeNet without the auxiliary classifiers
@@ -19,7 +19,7 @@ so parameter counts and conv/linear FLOPs equal those of ``torchvision.models.NA
                               convs with bias, each followed by a ReLU, a true 5x5 conv.
 
 All take one 3x224x224 image except the two Inception modules. The Fashion-MNIST CNN lives with
-its config (models/fashion_cnn.py, ``FashionCNNConfig.layer_specs``); ``sysdl analyze`` adds it.
+its config (models/nets/fashion_cnn.py, ``FashionCNNConfig.layer_specs``); ``sysdl analyze`` adds it.
 
     python -m sysdl_kernels.cnn_zoo       # every network's totals
 """

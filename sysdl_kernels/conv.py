@@ -22,6 +22,33 @@ Three implementations, from slow to fast:
     better when C*KH*KW is tiny (the 1-channel first layer).
 ``conv2d_backward`` works on numpy arrays and torch tensors alike (the same code).
 
+Any memory layout is accepted for every argument (strided, transposed, channels-last, offset
+or expanded views); the fast paths read the common layouts in place and copy the rest. On
+torch tensors ``conv2d`` is differentiable: when autograd records it, its backward is
+``conv2d_backward``, itself made of differentiable torch ops, so double backward works too.
+
+IEEE specials: padding is multiplied as explicit zeros, so an infinite weight gives NaN at the
+outputs whose window covers padding, as torch's F.conv2d does in float64 on the CPU (and on an
+F.pad-ded input in any dtype). The one difference from torch: its float32 convolution on oneDNN
+skips padded taps, so there it sums only the taps inside the input (tests/kernels/test_specials.py).
+Otherwise inf and NaN propagate as in the sums they enter.
+
+Every way sysdl computes a convolution, each with the oracle it is tested against
+(tests/kernels/, through tests/oracle.py; F.conv2d in float64 is the oracle of the references):
+  * direct loops ............ ``conv2d_reference`` (here)
+  * numpy im2col ............ ``conv2d`` on arrays (here); oracle ``conv2d_reference``
+  * torch lowerings ......... ``conv2d_torch`` in the 'nhwc', 'rows' and 'nchw' layouts (here)
+  * Numba direct kernels .... ``sysdl_kernels.numba_layers.conv2d`` / ``conv2d_backward`` (the
+                              from-scratch CNN's layer); oracle ``conv2d_reference``
+  * Numba im2col + GEMM ..... ``sysdl_kernels.numba_gemm.im2col_gemm``, bias and ReLU fused;
+                              beside it ``im2col_gemm_reference``
+  * Triton im2col + GEMM .... ``sysdl_kernels.triton_ops.im2col`` + ``gemm_bias_relu`` (``conv2d``);
+                              beside them ``im2col_reference`` and ``gemm_bias_relu_reference``
+  * MatmulNet's lowerings ... ``sysdl_kernels.matmul_net.MatmulNet`` picks per layer among the
+                              torch layouts above and the Numba im2col + GEMM, timed on the spot;
+                              its oracle is the nn.Module it lowers
+  * nn.Conv2d (oneDNN) ...... the baseline every benchmark is measured against (benchmarks/bench_conv.py)
+
     python -m sysdl_kernels.conv     # checks conv2d against the reference on a small problem
 """
 
@@ -32,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sysdl_kernels._array import check_array, check_shape, ops, output_size, pair, padding4
+from sysdl_kernels._array import check_array, check_shape, ops, output_size, pair, padding4, requires_grad
 
 # Images per GEMM chunk are chosen so a chunk's im2col matrix holds about this many elements
 # (~6 MB of float32): measured fastest here between 0.5M and 2M on the Fashion-MNIST shapes.
@@ -68,6 +95,10 @@ def conv_geometry(x, weight, bias=None, stride=1, padding=0, dilation=1) -> Conv
     check_array(weight, "weight", ndim=4, like=x)
     n, c, h, w = x.shape
     o, c_w, kh, kw = weight.shape
+    if o < 1 or c < 1:
+        # torch refuses O = 0 and returns a tensor of the wrong shape for C = 0
+        raise ValueError(f"conv2d needs at least one input and one output channel, got x "
+                         f"{tuple(x.shape)} and weight {tuple(weight.shape)}")
     if c_w != c:
         raise ValueError(f"weight expects {c_w} input channels (shape {tuple(weight.shape)}) but x has "
                          f"{c} (shape {tuple(x.shape)})")
@@ -79,6 +110,8 @@ def conv_geometry(x, weight, bias=None, stride=1, padding=0, dilation=1) -> Conv
 
 def make_geometry(x_shape, out_channels: int, kernel_size, stride, padding, dilation) -> ConvGeometry:
     n, c, h, w = (int(v) for v in x_shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"x must have height and width >= 1, got shape {tuple(x_shape)}")
     kh, kw = pair(kernel_size, "kernel_size", 1)
     stride, dilation = pair(stride, "stride", 1), pair(dilation, "dilation", 1)
     pads = padding4(padding)
@@ -219,6 +252,9 @@ def conv2d_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
       against the KH kernel rows side by side, then KH shifted adds (``_conv2d_rows``); the
       output is channels-last.
     ``"auto"`` picks by ``choose_layout`` (call it to report which ran).
+
+    Every argument may have any layout. When autograd records the call (grad mode on and an
+    argument requiring grad) it runs as ``Conv2dFunction``, whose backward is ``conv2d_backward``.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"conv2d_torch takes torch tensors, got {type(x).__name__}")
@@ -232,7 +268,34 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
         raise ValueError(f"layout must be 'auto', 'nhwc', 'nchw' or 'rows', got {layout!r}")
     if layout == "rows" and g.stride != (1, 1):
         raise ValueError(f"layout 'rows' needs stride (1, 1), got {g.stride}")
-    bias = bias if bias is not None else x.new_zeros(g.o)
+    if requires_grad(x, weight, bias):
+        return Conv2dFunction.apply(x, weight, bias, g, layout)
+    return _conv2d_layout(x, weight, bias, g, layout)
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """``conv2d_torch`` as an autograd op: the chosen layout's forward, ``conv2d_backward`` (the
+    same im2col GEMMs, in torch) as its backward; autograd records that backward's torch ops
+    under ``create_graph=True``, so gradients of gradients are right too."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, g: ConvGeometry, layout: str):
+        ctx.save_for_backward(x, weight)
+        ctx.g, ctx.has_bias = g, bias is not None
+        return _conv2d_layout(x, weight, bias, g, layout)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        g, need = ctx.g, ctx.needs_input_grad
+        grad_x, grad_weight, grad_bias = conv2d_backward(grad_out, x, weight, g.stride, g.pads, g.dilation)
+        return (grad_x if need[0] else None, grad_weight if need[1] else None,
+                grad_bias if ctx.has_bias and need[2] else None, None, None)
+
+
+def _conv2d_layout(x, weight, bias, g: ConvGeometry, layout: str):
+    # The GEMMs below read the bias as a dense vector: a strided or expanded one is copied (O floats).
+    bias = bias.contiguous() if bias is not None else x.new_zeros(g.o)
     if g.n == 0:
         return x.new_empty((0, g.o, g.oh, g.ow))
     if layout == "rows":
@@ -263,6 +326,10 @@ def _conv2d_torch(x, weight, bias, g: ConvGeometry, layout: str = "auto"):
 def _linear(rows: torch.Tensor, weight2d: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """rows @ weight2d.T + bias, on oneDNN where torch has it (``gemm_backend``), else BLAS."""
     if gemm_backend(rows) == "onednn":
+        # oneDNN's linear reads its operands as dense row-major matrices, whatever their strides
+        # say; the gathers hand it contiguous rows already, the weight (small) may need a copy.
+        rows, weight2d = rows.contiguous(), weight2d.contiguous()
+        bias = None if bias is None else bias.contiguous()
         return torch.ops.mkldnn._linear_pointwise(rows, weight2d, bias, "none", [], "")
     return rows @ weight2d.T if bias is None else torch.addmm(bias, rows, weight2d.T)
 

@@ -1,27 +1,34 @@
 """ReLU, the dense (linear) layer and softmax cross-entropy, forward and backward, on numpy
 arrays or torch tensors (the same code for both).
 
-    relu:    y = max(x, 0)                 dx = dy * (x > 0)
+    relu:    y = max(x, 0)                 dx = dy where x > 0, else 0
     linear:  y = x @ W.T + b  (N, out)     dx = dy @ W,  dW = dy.T @ x,  db = dy.sum(0)
     softmax cross-entropy, mean over the batch:
              loss = mean(logsumexp(z) - z[label])     dz = (softmax(z) - onehot(label)) / N
+
+IEEE specials follow torch: relu(-inf) = 0, relu(NaN) = NaN, and relu's backward passes the
+upstream gradient where x > 0 or x is NaN and gives exactly 0 elsewhere, even for an infinite
+upstream gradient (torch's threshold_backward); an +inf logit makes its row's log-softmax NaN, a
+-inf logit has log-probability -inf. Any layout is accepted; relu takes any shape, 0-d included.
+On torch tensors every function here is differentiable by autograd.
 """
 
 from __future__ import annotations
 
-from sysdl_kernels._array import check_array, check_shape, ops
+from sysdl_kernels._array import check_array, check_shape, keep_where, ops
 
 
 def relu(x):
     check_array(x, "x")
-    return x * (x > 0)
+    return ops(x).relu(x)               # not x * (x > 0): -inf * 0 is NaN
 
 
 def relu_backward(grad_out, x):
     check_array(x, "x")
     check_array(grad_out, "grad_out", like=x)
     check_shape(grad_out, "grad_out", x.shape)
-    return grad_out * (x > 0)
+    # torch's threshold_backward: 0 where x <= 0, the gradient elsewhere (where x is NaN too)
+    return keep_where(ops(x).xp.logical_not(x <= 0), grad_out)
 
 
 def _check_linear(x, weight, bias=None):
@@ -52,6 +59,8 @@ def linear_backward(grad_out, x, weight):
 
 def log_softmax(logits):
     check_array(logits, "logits", ndim=2)
+    if logits.shape[1] == 0:
+        raise ValueError(f"logits must have at least one class (column), got shape {tuple(logits.shape)}")
     lib = ops(logits)
     shifted = logits - lib.amax(logits, 1)                     # stable: the largest becomes 0
     return shifted - lib.xp.log(lib.sum_keep(lib.xp.exp(shifted), 1))
@@ -74,6 +83,8 @@ def softmax_cross_entropy(logits, labels):
     if n and (int(labels.min()) < 0 or int(labels.max()) >= classes):
         raise ValueError(f"labels must lie in [0, {classes - 1}], got [{int(labels.min())}, {int(labels.max())}]")
     lib = ops(logits)
+    if n == 0:                                                  # torch's mean over no rows: NaN
+        return lib.xp.full((), float("nan"), dtype=logits.dtype)[()], lib.xp.exp(log_probs)
     picked = lib.take_last(log_probs, labels)                   # log p(label) per row
     grad = lib.xp.exp(log_probs)
     grad[lib.arange(n, logits), labels] -= 1

@@ -26,6 +26,10 @@ Each dense layer runs on one of two GEMM engines, also the fastest measured per 
 (``numba_gemm.gemm_bias_act``, register-tiled, AVX-512 where the CPU has it).
 fc1's weight columns are permuted once, at load, to the order of the last conv's output
 layout, so the flatten costs nothing.
+
+Inference only: the images may have any layout (they are copied to NCHW-contiguous chunks),
+an empty batch gives empty logits, and a batch that requires grad is refused while grad mode is
+on (there is no backward; the logits would silently drop the gradient).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import time
 from dataclasses import dataclass
 
 import torch
+
+from sysdl_kernels._array import refuse_grad
 
 CONV_STRATEGIES = ("nhwc", "nchw", "taps", "numba")
 DENSE_ENGINES = ("torch", "numba")
@@ -114,14 +120,26 @@ class MatmulNet:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
-    @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) of images x (N, C, H, W) float32."""
         c = self.config
         expected = (c["in_channels"], c["image_size"], c["image_size"])
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         if x.dtype != torch.float32:
             raise TypeError(f"x must be float32, got {x.dtype}")
+        if self.backend == "cpu" and x.device.type != "cpu":
+            raise ValueError(f"the cpu backend takes x on the CPU, got {x.device}")
+        refuse_grad("MatmulNet", x=x)
+        with torch.inference_mode():
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach()                       # under no_grad x may still require grad; .numpy() refuses that
+        if x.shape[0] == 0:
+            return torch.empty(0, self.fc2_w.shape[0])
         if self.backend == "triton":
             return self._forward_triton(x)
         out = torch.empty(x.shape[0], self.fc2_w.shape[0])

@@ -20,9 +20,11 @@ not run). LLVM compiles these loops for the host CPU, AVX-512 included.
   gather feeding a GEMM, image by image, inside one kernel: the gathered matrix never goes
   to memory, and a chunk of images costs one call instead of a copy and a batched GEMM.
 
-Both work on C-contiguous numpy float32/float64 arrays (torch CPU tensors via ``.numpy()``
-share memory), write into ``out`` (allocated when not given) and never write their inputs.
-They compile on first use per dtype (``cache=True`` keeps them on disk).
+Both take numpy float32/float64 arrays (torch CPU tensors via ``.numpy()`` share memory) in any
+layout, copying the inputs that are not C-contiguous, write into ``out`` (allocated when not
+given; one passed must be C-contiguous, writeable and not overlap an input, else a ValueError)
+and never write their inputs. They compile on first use per dtype
+(``cache=True`` keeps them on disk). IEEE specials propagate as in torch (relu(NaN) = NaN).
 
     python -m sysdl_kernels.numba_gemm     # compiles, checks against numpy, prints GFLOP/s
 """
@@ -184,7 +186,20 @@ def _check(name: str, array, ndim: int, dtype=None) -> None:
         raise ValueError(f"{name} must have {ndim} dimensions, got {array.ndim} (shape {array.shape})")
 
 
-def _bias_and_out(bias, out, out_shape, dtype):
+def _check_buffer(name: str, buffer: np.ndarray, inputs) -> None:
+    """A buffer the kernels write, whose memory they index as C order from several threads."""
+    if not buffer.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (strides {buffer.strides}); pass "
+                         f"np.empty(shape, dtype) or leave it None")
+    if not buffer.flags.writeable:
+        raise ValueError(f"{name} is read-only; pass a writeable array")
+    for input_name, array in inputs.items():
+        if array is not None and np.may_share_memory(buffer, array):
+            raise ValueError(f"{name} overlaps {input_name}; the kernels read their inputs while "
+                             f"writing {name}, so pass a separate buffer")
+
+
+def _bias_and_out(bias, out, out_shape, dtype, inputs):
     if bias is not None:
         _check("bias", bias, 1, dtype)
         check_shape(bias, "bias", (out_shape[1],))
@@ -193,8 +208,7 @@ def _bias_and_out(bias, out, out_shape, dtype):
     else:
         _check("out", out, len(out_shape), dtype)
         check_shape(out, "out", out_shape)
-        if not out.flags.c_contiguous:
-            raise ValueError("out must be C-contiguous")
+        _check_buffer("out", out, {**inputs, "bias": bias})
     bias_array = np.ascontiguousarray(bias) if bias is not None else np.zeros(out_shape[1], dtype)
     return bias_array, out
 
@@ -207,7 +221,8 @@ def gemm_bias_act(a: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = N
     if weight.shape[1] != a.shape[1]:
         raise ValueError(f"weight must have shape (N, {a.shape[1]}) to match a's K = {a.shape[1]}, "
                          f"got {weight.shape}")
-    bias_array, out = _bias_and_out(bias, out, (a.shape[0], weight.shape[0]), a.dtype)
+    bias_array, out = _bias_and_out(bias, out, (a.shape[0], weight.shape[0]), a.dtype,
+                                    {"a": a, "weight": weight})
     if a.shape[1] == 0:
         out[:] = bias_array if bias is not None else 0
         return np.maximum(out, 0, out=out) if relu else out
@@ -228,17 +243,23 @@ def im2col_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = Non
     if c_w != c:
         raise ValueError(f"weight expects {c_w} input channels (shape {weight.shape}) but x has {c} "
                          f"(shape {x.shape})")
+    if min(o, c, kh, kw) < 1:
+        raise ValueError(f"im2col_gemm needs at least one input channel, output channel and kernel "
+                         f"tap, got x {x.shape} and weight {weight.shape}")
     if kh > h or kw > w:
         raise ValueError(f"kernel {kh}x{kw} is larger than the {h}x{w} input")
     oh, ow = h - kh + 1, w - kw + 1
-    bias_array, out = _bias_and_out(bias, out, (n, o, oh, ow), x.dtype)
+    bias_array, out = _bias_and_out(bias, out, (n, o, oh, ow), x.dtype, {"x": x, "weight": weight})
     shape = scratch_shape(x.shape, weight.shape)
     if scratch is None:
         scratch = np.empty(shape, x.dtype)
-    elif scratch.shape != shape or scratch.dtype != x.dtype:
-        raise ValueError(f"scratch must be a {x.dtype} array of shape {shape}, got {scratch.dtype} {scratch.shape}")
+    elif not isinstance(scratch, np.ndarray) or scratch.shape != shape or scratch.dtype != x.dtype:
+        raise ValueError(f"scratch must be a {x.dtype} array of shape {shape}, got "
+                         f"{getattr(scratch, 'dtype', type(scratch).__name__)} {getattr(scratch, 'shape', '')}")
+    else:
+        _check_buffer("scratch", scratch, {"x": x, "weight": weight, "bias": bias, "out": out})
     if n:
-        _im2col_gemm(np.ascontiguousarray(x), np.ascontiguousarray(weight).reshape(o, -1), bias_array,
+        _im2col_gemm(np.ascontiguousarray(x), np.ascontiguousarray(weight).reshape(o, c * kh * kw), bias_array,
                      bool(relu), x.dtype.type(0), kh, kw, scratch, out.reshape(n, o, oh * ow))
     return out
 

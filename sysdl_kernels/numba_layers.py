@@ -29,8 +29,13 @@ Wp - OW extra columns (2 of 28 for a 3x3 kernel) are computed and dropped.
     by the row kernels below, which sum window pixels only, as the numpy kernels do.
   * Any other stride: the same jobs, one output row at a time (correct, not tuned).
   * max_pool2d: ``prange`` over (n, c) planes; windows inside the input take a branch-free
-    scan over precomputed tap offsets, windows over the -inf padding a bounds-checked one.
-    The backward scatters into one plane per job. relu: ``prange`` over elements.
+    scan over precomputed tap offsets, windows over the -inf padding a bounds-checked one over
+    the pixels inside the input. The winner is torch's (see sysdl_kernels.pool): the first
+    maximum, the last NaN, the first pixel inside the input when all are -inf. The backward
+    scatters into one plane per job. relu: ``prange`` over elements, any shape (0-d too).
+
+Any input layout is accepted (copied to C order where it is not), size-0 batches too; IEEE
+specials give what the numpy kernels give (see their docstrings).
 
     python -m sysdl_kernels.numba_layers    # compiles, checks against the numpy kernels, prints threads
 
@@ -260,6 +265,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1) -> np.ndarray:
     """Convolution (cross-correlation, as nn.Conv2d) by direct loops; returns (N, O, OH, OW)."""
     g = conv_geometry(x, weight, bias, stride, padding, dilation)
     _require_numpy(x=x, weight=weight, bias=bias)
+    if g.n == 0:
+        return np.empty((0, g.o, g.oh, g.ow), dtype=x.dtype)
     xp = _padded(x, g.pads)                                                    # (N, C, Hp, Wp)
     weight = np.ascontiguousarray(weight)
     has_bias = bias is not None
@@ -285,6 +292,9 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1):
     grad_x = np.empty(x.shape, dtype=x.dtype)
     grad_weight = np.empty(weight.shape, dtype=x.dtype)
     grad_bias = np.empty(g.o, dtype=x.dtype)
+    if g.n == 0:                                     # nothing to sum over
+        grad_weight[...], grad_bias[...] = 0, 0
+        return grad_x, grad_weight, grad_bias
     if g.stride != (1, 1):
         _grad_params_rows(grad_out, xp, *g.stride, *g.dilation, grad_weight, grad_bias)
         _grad_input_rows(grad_out, weight, *g.stride, *g.dilation, g.pads[0], g.pads[2], grad_x)
@@ -342,23 +352,25 @@ def _max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, out, argmax):
             y0 = r * sh - ph
             for q in range(ow):
                 z0 = q * sw - pw
-                # taps in row-major order, the first maximum wins and a NaN beats any number
-                # (numpy's argmax over the window); branch-free, since the winner is random
+                # taps in row-major order: the first maximum wins, and every NaN beats what came
+                # before (torch's CPU rule, so the last NaN wins); branch-free, since the winner
+                # is random
                 if y0 >= 0 and z0 >= 0 and y0 + kh <= h and z0 + kw <= w:
                     base = y0 * w + z0
                     best, best_tap = plane[base], 0
                     for tap in range(1, kh * kw):
                         v = plane[base + offsets[tap]]
-                        better = (v > best) | ((v != v) & (best == best))
+                        better = (v > best) | (v != v)
                         best = v if better else best
                         best_tap = tap if better else best_tap
                 else:                                     # the window overlaps the -inf padding
-                    best, best_tap = -np.inf, 0
+                    best, best_tap = -np.inf, -1          # padding never wins: the first pixel inside does
                     for tap in range(kh * kw):
                         y, z = y0 + tap // kw, z0 + tap % kw
-                        v = plane[y * w + z] if 0 <= y < h and 0 <= z < w else -np.inf
-                        if tap == 0 or v > best or (v != v and best == best):
-                            best, best_tap = v, tap
+                        if 0 <= y < h and 0 <= z < w:
+                            v = plane[y * w + z]
+                            if best_tap < 0 or v > best or v != v:
+                                best, best_tap = v, tap
                 out[n, c, r, q] = best
                 argmax[n, c, r, q] = best_tap
 
@@ -420,15 +432,14 @@ def _relu(x, out):
 @numba.njit(**_JIT)
 def _relu_backward(grad_out, x, out):
     for k in numba.prange(x.size):
-        out[k] = grad_out[k] if x[k] > 0 else 0.0
+        out[k] = 0.0 if x[k] <= 0 else grad_out[k]      # torch's: x NaN passes the gradient
 
 
 def relu(x):
     check_array(x, "x")
     _require_numpy(x=x)
-    x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
-    _relu(x.reshape(-1), out.reshape(-1))
+    out = np.empty(x.shape, dtype=x.dtype)           # x's shape: ascontiguousarray makes 0-d 1-d
+    _relu(np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
     return out
 
 
@@ -437,9 +448,9 @@ def relu_backward(grad_out, x):
     check_array(grad_out, "grad_out", like=x)
     check_shape(grad_out, "grad_out", x.shape)
     _require_numpy(x=x, grad_out=grad_out)
-    x, grad_out = np.ascontiguousarray(x), np.ascontiguousarray(grad_out)
-    out = np.empty_like(x)
-    _relu_backward(grad_out.reshape(-1), x.reshape(-1), out.reshape(-1))
+    out = np.empty(x.shape, dtype=x.dtype)
+    _relu_backward(np.ascontiguousarray(grad_out).reshape(-1), np.ascontiguousarray(x).reshape(-1),
+                   out.reshape(-1))
     return out
 
 

@@ -1,10 +1,10 @@
 """Analytic performance models (pure functions): PALEO-style layer-time prediction (at the end of
-this file; run through ``sysdl predict-time``, models/predict_time.py) and the Optimus loss-curve
+this file; run through ``sysdl predict-time``, models/analysis/predict_time.py) and the Optimus loss-curve
 and resource-speed fits.
 
 After Peng et al., "Optimus: an efficient dynamic resource scheduler for deep learning
-clusters", EuroSys 2018, section 3. Run through ``sysdl optimus`` (models/optimus.py); tests
-in tests/test_perf_model.py (``pytest tests/test_perf_model.py``).
+clusters", EuroSys 2018, section 3. Run through ``sysdl optimus`` (models/analysis/optimus.py); tests
+in tests/kernels/test_perf_model.py (``pytest tests/kernels/test_perf_model.py``).
 
 Training loss after k steps (or epochs), Optimus eq. (1):
 

@@ -29,16 +29,26 @@ class RMSpropNesterov(torch.optim.Optimizer):
     The change of variables from the book's form is derived in the numpy twin's docstring
     (sysdl_kernels.scratch.optim.RMSpropNesterov). momentum=0 is plain RMSprop. Per-parameter
     state: 'square_avg' and 'momentum_buffer'. Param groups may override any hyperparameter.
+    Every hyperparameter, the defaults and each group's, must be finite and >= 0; a 1-element
+    tensor is accepted (as torch.optim accepts a Tensor lr) and stored as a Python float.
     """
+
+    HYPERPARAMETERS = ("lr", "alpha", "eps", "weight_decay", "momentum")
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.9):
-        for name, value in (("lr", lr), ("alpha", alpha), ("eps", eps),
-                            ("weight_decay", weight_decay), ("momentum", momentum)):
-            check_range(name, value, 0.0)
-        defaults = {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
-                    "momentum": momentum}
+        given = {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay, "momentum": momentum}
+        defaults = {name: check_range(name, value, 0.0) for name, value in given.items()}
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's, after checking the group's own hyperparameters (torch.optim calls this for
+        every group, the constructor's included)."""
+        for name in self.HYPERPARAMETERS:
+            if name in param_group:
+                param_group[name] = check_range(f"param group {len(self.param_groups)} {name}",
+                                                param_group[name], 0.0)
+        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -3,11 +3,19 @@
     cols, oh, ow = im2col(x, kh, kw)                      # (N*OH*OW, KH*KW*C), columns (kh, kw, c)
     out = gemm_bias_relu(cols, weight, bias, relu=True)   # relu(cols @ weight + bias), (M, N)
 
+Each kernel's oracle sits beside it: ``im2col_reference`` (torch's unfold, reordered) and
+``gemm_bias_relu_reference`` (addmm, then ReLU).
+
 On a CUDA GPU the kernels are compiled and the GEMM's block sizes autotuned per (M, N, K).
 Without a GPU they run under Triton's interpreter, which must be switched on with
 ``TRITON_INTERPRET=1`` *before* triton is imported (the tests' conftest does this): that is
 how they are tested on a CPU, correct but slow, so interpreter timings mean nothing. With
 neither, ``require_triton`` raises; nothing silently falls back to torch.
+
+The launchers take inputs in any layout (the kernels index through their strides; the bias is
+copied to a dense vector), size-0 problems included, and follow torch's IEEE semantics (the
+fused ReLU keeps NaN). They have no backward: given a tensor that requires grad while grad mode
+is on they raise, rather than return an output that silently drops the gradient.
 
 Memory traffic of the naive alternative, for reference: im2col + cuBLAS + a separate bias-add
 and ReLU pass writes and re-reads the (M, N) output twice more than the fused epilogue here.
@@ -20,6 +28,8 @@ import os
 from types import SimpleNamespace
 
 import torch
+
+from sysdl_kernels._array import refuse_grad
 
 
 def mode() -> str:
@@ -101,7 +111,7 @@ def _kernels() -> SimpleNamespace:
         # Epilogue, fused: bias and ReLU while the tile is still in registers.
         acc += tl.load(bias_ptr + rn, mask=rn < N, other=0.0)[None, :]
         if RELU:
-            acc = tl.maximum(acc, 0.0)
+            acc = tl.where(acc < 0.0, 0.0, acc)    # NaN stays NaN (tl.maximum would drop it on a GPU)
         tl.store(out_ptr + rm[:, None] * s_om + rn[None, :] * s_on, acc,
                  mask=(rm[:, None] < M) & (rn[None, :] < N))
 
@@ -110,6 +120,25 @@ def _kernels() -> SimpleNamespace:
                                   (128, 128, 32, 8), (32, 32, 64, 2))]
     return SimpleNamespace(triton=triton, im2col=im2col_kernel, gemm=gemm_kernel,
                            gemm_tuned=triton.autotune(configs, key=["M", "N", "K"])(gemm_kernel))
+
+
+def im2col_reference(x: torch.Tensor, kh: int, kw: int, channels_last: bool = False):
+    """The oracle of ``im2col``: torch's unfold, reordered to the (kh, kw, c) column order.
+    Traffic: reads x once and writes the KH*KW-times larger cols, as the kernel does."""
+    if channels_last:
+        x = x.permute(0, 3, 1, 2)                                           # (N, C, H, W)
+    n, c, h, w = x.shape
+    oh, ow = h - kh + 1, w - kw + 1
+    cols = torch.nn.functional.unfold(x, (kh, kw))                          # (N, C*KH*KW, OH*OW)
+    cols = cols.view(n, c, kh, kw, oh * ow).permute(0, 4, 2, 3, 1)          # (N, OH*OW, KH, KW, C)
+    return cols.reshape(n * oh * ow, kh * kw * c), oh, ow
+
+
+def gemm_bias_relu_reference(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor, relu: bool = True) -> torch.Tensor:
+    """The oracle of ``gemm_bias_relu``: addmm, then a separate ReLU pass (which reads and writes
+    the (M, N) output once more: the traffic the fused epilogue saves)."""
+    out = torch.addmm(bias, a, b)
+    return torch.relu(out) if relu else out
 
 
 def _check(t: torch.Tensor, name: str, ndim: int) -> None:
@@ -122,6 +151,9 @@ def im2col(x: torch.Tensor, kh: int, kw: int, channels_last: bool = False):
     """Valid (stride 1, no padding) im2col of x, (N, C, H, W), or (N, H, W, C) if channels_last.
     Returns (cols (N*OH*OW, KH*KW*C), OH, OW)."""
     _check(x, "x", 4)
+    refuse_grad("triton_ops.im2col", x=x)
+    if min(kh, kw) < 1:
+        raise ValueError(f"kernel size must be >= 1, got {kh}x{kw}")
     n, c, h, w = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if channels_last else x.shape
     s_n, s_c, s_h, s_w = ((x.stride(0), x.stride(3), x.stride(1), x.stride(2)) if channels_last
                           else x.stride())
@@ -131,6 +163,8 @@ def im2col(x: torch.Tensor, kh: int, kw: int, channels_last: bool = False):
     m, depth = n * oh * ow, kh * kw * c
     k = _kernels()
     cols = torch.empty((m, depth), device=x.device, dtype=x.dtype)
+    if cols.numel() == 0:                      # no program to launch
+        return cols, oh, ow
     # The interpreter's cost is per program, so it gets big tiles; a GPU wants many small ones.
     block_m, block_k = (64, 32) if mode() == "compiled" else (512, 64)
     grid = (k.triton.cdiv(m, block_m), k.triton.cdiv(depth, block_k))
@@ -147,10 +181,14 @@ def gemm_bias_relu(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor, relu: b
         raise ValueError(f"shapes do not chain: a {tuple(a.shape)} @ b {tuple(b.shape)} + bias {tuple(bias.shape)}")
     if not (a.device == b.device == bias.device):
         raise ValueError(f"a, b and bias must be on one device, got {a.device}, {b.device}, {bias.device}")
+    refuse_grad("triton_ops.gemm_bias_relu", a=a, b=b, bias=bias)
     m, depth = a.shape
     n = b.shape[1]
     k = _kernels()
     out = torch.empty((m, n), device=a.device, dtype=torch.float32)
+    if out.numel() == 0:                       # no program to launch
+        return out
+    bias = bias.contiguous()                   # the kernel reads it as a dense vector
     args = (a, b, bias, out, m, n, depth, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
             out.stride(0), out.stride(1))
     if mode() == "compiled":
@@ -167,6 +205,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, relu: bool
     above: im2col, then one GEMM with the bias (and ReLU) in its epilogue. Returns (N, O, OH, OW),
     channels-last in memory (the GEMM's rows are output pixels)."""
     _check(weight, "weight", 4)
+    refuse_grad("triton_ops.conv2d", x=x, weight=weight, bias=bias)
     o, c, kh, kw = weight.shape
     if x.dim() == 4 and x.shape[1] != c:
         raise ValueError(f"x has {x.shape[1]} channels but weight expects {c}")

@@ -13,7 +13,7 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-from models.data import DataNotFoundError, load_fashion_mnist  # noqa: E402
+from models.data.datasets import DataNotFoundError, load_fashion_mnist  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +37,10 @@ def mlflow_store(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def trained_small_checkpoint(tmp_path_factory, fashion_mnist):
     """A small CNN trained for one epoch on 6,000 real images: logits with real margins."""
-    from models.checkpoint import save_checkpoint
-    from models.data import DataSplits
-    from models.fashion_cnn import FashionCNN, FashionCNNConfig
-    from models.train import TrainConfig, fit
+    from models.training.checkpoint import save_checkpoint
+    from models.data.datasets import DataSplits
+    from models.nets.fashion_cnn import FashionCNN, FashionCNNConfig
+    from models.training.loop import TrainConfig, fit
     torch.manual_seed(0)
     model = FashionCNN(FashionCNNConfig(conv1_channels=3, conv2_channels=4, hidden_units=20))
     data = DataSplits(fashion_mnist.train.head(6000), fashion_mnist.test.head(1000), None, "head")

@@ -1,4 +1,4 @@
-"""The course's training studies, each a thin module over models/train.py and the sweeps' resumable
+"""The course's training studies, each a thin module over models/training/loop.py and the sweeps' resumable
 MLflow runs (models/studies/common.py); this package is the `sysdl study` command.
 
     sysdl study optimizers [--dataset cifar10|fashion-mnist] [--epochs N] [--quick]
@@ -8,7 +8,7 @@ MLflow runs (models/studies/common.py); this package is the `sysdl study` comman
     sysdl study transfer --pretrain [--quick]; sysdl study transfer --base CHECKPOINT [--target DIR] [--quick]
     python -m models.studies optimizers --quick     # the same without the console script
 
-Registered in models/cli.py as ``_module_command(sub, "study", "models.studies", ...)``.
+Registered in the command table of models/cli/main.py as ``("study", "models.studies", ...)``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,6 @@
 
 import sys
 
-from models.cli import run_module
+from models.shared.command import run_module
 
 sys.exit(run_module("models.studies"))

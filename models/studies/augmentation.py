@@ -32,9 +32,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.report import write_table
+from models.shared.tables import write_table
 from models.studies import common
-from models.train import TrainConfig
+from models.training.loop import TrainConfig
+from models.shared import command
 
 STUDY = "batch-augment"
 BATCH_SIZE = 64                    # images per step, before augmentation multiplies them by M
@@ -53,7 +54,7 @@ QUICK = {"n": 1, "epochs": 2, "copies": (2, 4), "n_train": 256, "n_test": 128}
 
 def resolve_dataset(name: str, data_dir, download: bool):
     """(data set name, data): --dataset auto falls back to Fashion-MNIST, saying so."""
-    from models.data import DataNotFoundError
+    from models.data.datasets import DataNotFoundError
     from models.studies.common import load_data
     if name != "auto" or data_dir:        # a folder given is a folder required: no fallback
         return (name if name != "auto" else "cifar10"), load_data(name if name != "auto" else "cifar10",
@@ -67,14 +68,14 @@ def resolve_dataset(name: str, data_dir, download: bool):
 
 
 def cut(data, n_train: int, n_test: int):
-    from models.data import DataSplits
+    from models.data.datasets import DataSplits
     return DataSplits(data.train.head(n_train) if n_train else data.train,
                       data.test.head(n_test) if n_test else data.test, None, data.source, data.num_classes)
 
 
 def plan(data, scale: dict, data_spec: dict, cutout_size: int, seed: int = 0) -> list[common.StudyJob]:
     """The baseline, then one job per M; they differ only in ``augment``."""
-    from models.cifar_resnet import CifarResNetConfig
+    from models.nets.cifar_resnet import CifarResNetConfig
     model = CifarResNetConfig(n=scale["n"], num_classes=data.num_classes, in_channels=data.train.x.shape[1])
     epochs = scale["epochs"]
     train = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
@@ -118,7 +119,7 @@ def results_table(pairs, target: float):
 
 
 def plot_val_error(pairs, path: Path, title: str, target: float) -> Path:
-    from models.figures import new_figure, save
+    from models.shared.figures import new_figure, save
     fig, ax = new_figure((7, 4.5))
     for job, run in pairs:
         epochs, accuracy = common.epoch_history(run["run_id"], "test_acc")
@@ -145,12 +146,12 @@ def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str, 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser, STUDY, REDUCED["epochs"], scale="the reduced scale; the paper's: "
                                 f"{PAPER['epochs']}")
-    parser.add_argument("--dataset", default=None, choices=["auto", "cifar10", "fashion-mnist", "synthetic"],
-                        help="default auto: CIFAR-10 where found, else Fashion-MNIST, with a message "
-                        "(--quick: synthetic)")
-    parser.add_argument("--data-dir", default=None, help="CIFAR-10's extracted cifar-10-batches-py/ "
-                        "(or Fashion-MNIST's IDX files with --dataset fashion-mnist)")
-    parser.add_argument("--download", action="store_true", help="allow a one-time torchvision download")
+    command.add_dataset_flag(parser, ["auto", "cifar10", "fashion-mnist", "synthetic"], None,
+                             "default auto: CIFAR-10 where found, else Fashion-MNIST, with a message "
+                             "(--quick: synthetic)")
+    command.add_data_dir_flag(parser, "CIFAR-10's extracted cifar-10-batches-py/ "
+                              "(or Fashion-MNIST's IDX files with --dataset fashion-mnist)")
+    command.add_download_flag(parser, "allow a one-time torchvision download")
     parser.add_argument("--n", type=int, default=None, help=f"blocks per stage of the ResNet (depth 6n+2; "
                         f"default {REDUCED['n']}; the paper's ResNet-44: {PAPER['n']}; --quick: {QUICK['n']})")
     parser.add_argument("--copies", type=int, nargs="+", default=None, metavar="M",
@@ -204,5 +205,5 @@ def main(args) -> int:
 if __name__ == "__main__":
     import sys
 
-    from models.cli import run_module
+    from models.shared.command import run_module
     sys.exit(run_module("models.studies.augmentation"))

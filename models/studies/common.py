@@ -1,9 +1,9 @@
 """What the training studies share: the multilayer perceptron, the optimizers by name, and
-resumable MLflow runs keyed by a configuration hash (the sweeps' machinery, models/sweep.py).
+resumable MLflow runs keyed by a configuration hash (models/training/resumable.py, shared with the sweeps).
 
 A study is a list of ``StudyJob``: plain data (network, training setup, optimizer, data, and the
-batch augmentation of models/augment.py where there is one) whose
-canonical JSON is hashed (``sweep.config_hash``) into the tag ``sysdl.sweep.hash``. ``run_jobs``
+batch augmentation of models/data/augment.py where there is one) whose
+canonical JSON is hashed (``resumable.config_hash``) into the tag ``sysdl.sweep.hash``. ``run_jobs``
 follows the sweeps' rules: a job with a FINISHED run in the experiment is skipped; every epoch
 writes ``CHECKPOINT_DIR/HASH.pt`` (atomically) and only then logs its metrics; a restarted study
 reopens the unfinished run, logs any epoch a kill cut off, and continues from the last epoch
@@ -11,7 +11,7 @@ with the same data order; the checkpoint is deleted once the run is FINISHED. Fi
 are made from the store (``finished_runs``), never from memory.
 
 A job's network is any config with ``to_dict()`` and ``build()`` (a fresh module whose ``config``
-is that config): MLPConfig here, CifarResNetConfig (models/cifar_resnet.py), TransferConfig
+is that config): MLPConfig here, CifarResNetConfig (models/nets/cifar_resnet.py), TransferConfig
 (models/studies/transfer.py).
 
 Not run by itself: ``sysdl study ...`` (models/studies/__init__.py).
@@ -28,7 +28,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from models.train import CLASSIFICATION, Objective, TrainConfig
+from models.training.loop import CLASSIFICATION, Objective, TrainConfig
+from models.shared import command
+from models.shared.artifacts import STUDIES_DIR
 
 TAG_STUDY = "sysdl.study"
 QUICK_EPOCHS = 2
@@ -78,7 +80,7 @@ class MLP(nn.Module):
     multiplies the kept ones by 1 / (1 - p), so every unit's expected value is unchanged; in eval
     mode it is the identity. The weights therefore need no scaling by (1 - p) at test time
     (the scaling of Srivastava et al. 2014 is done during training instead); evaluation just
-    puts the model in eval mode (models/train.py evaluate does)."""
+    puts the model in eval mode (models/training/loop.py evaluate does)."""
 
     def __init__(self, config: MLPConfig):
         super().__init__()
@@ -127,7 +129,7 @@ def optimizer_factory(spec: dict) -> Callable:
     over the trainable parameters (frozen ones are left out) with TrainConfig's lr and weight_decay
     (coupled L2: weight_decay * param is added to the gradient), and TrainConfig's schedule; or,
     where the spec has "milestones" (epochs), the learning rate times "gamma" (default 0.1) at each."""
-    from models.train import make_scheduler
+    from models.training.loop import make_scheduler
     classes = _optimizer_classes()
     name = spec["name"]
     kwargs = {k: v for k, v in spec.items() if k != "name" and k not in SCHEDULE_KEYS}
@@ -162,7 +164,7 @@ class StudyJob:
     optimizer: dict                # {"name": ..., keyword arguments beyond lr and weight_decay}
     data: dict                     # what decides the data (its name, sizes, seed)
     objective: Objective = field(default=CLASSIFICATION, compare=False)   # follows from the study
-    augment: dict | None = None    # BatchAugment's fields (models/augment.py); None: no augmentation
+    augment: dict | None = None    # BatchAugment's fields (models/data/augment.py); None: no augmentation
 
     def __post_init__(self):
         if self.train.hflip:       # fit's whole-image flip; images are flipped by ``augment`` instead
@@ -177,12 +179,12 @@ class StudyJob:
         return values
 
     def batch_transform(self):
-        from models.augment import BatchAugment
+        from models.data.augment import BatchAugment
         return BatchAugment(**self.augment) if self.augment is not None else None
 
     @property
     def hash(self) -> str:
-        from models.sweep import config_hash
+        from models.training.resumable import config_hash
         return config_hash(self.to_dict())
 
 
@@ -200,8 +202,8 @@ class _Metrics:
 
 
 def _loader(job: StudyJob) -> Callable:
-    """``sweep._resume_point``'s checkpoint reader for the job's network."""
-    from models.checkpoint import CheckpointError, load_checkpoint
+    """``resumable.resume_point``'s checkpoint reader for the job's network."""
+    from models.training.checkpoint import CheckpointError, load_checkpoint
 
     def load(path: Path):
         payload = load_checkpoint(path)
@@ -221,20 +223,21 @@ def run_job(job: StudyJob, data, experiment: str, checkpoint_dir: Path, candidat
             summarise: Callable | None = None, tags: dict | None = None, progress: bool = False) -> dict:
     """Train one job into its MLflow run, continuing from its checkpoint when there is one;
     ``summarise(model, data, result)`` adds the study's final metrics."""
-    from models import sweep, tracking
-    from models.checkpoint import save_checkpoint
-    from models.train import early_stop, fit
+    from models.training import resumable
+    from models.training import tracking
+    from models.training.checkpoint import save_checkpoint
+    from models.training.loop import early_stop, fit
 
     path = Path(checkpoint_dir) / f"{job.hash}.pt"
-    model, start, run_id = sweep._resume_point(path, job, candidates, load=_loader(job))
+    model, start, run_id = resumable.resume_point(path, job, candidates, load=_loader(job))
     tracking.delete_runs(c["run_id"] for c in candidates if c["run_id"] != run_id)
     if model is None:
         torch.manual_seed(job.train.seed)
         model = job.model.build()
     steps_per_epoch = math.ceil(len(data.train) / job.train.batch_size)
     stop = early_stop(0)           # only "diverged": a study runs every method its full budget
-    params = {**job.to_dict(), "config_json": sweep.canonical_json(job.to_dict())}
-    run_tags = {TAG_STUDY: job.study, sweep.TAG_HASH: job.hash, sweep.TAG_LABEL: job.label, **(tags or {})}
+    params = {**job.to_dict(), "config_json": resumable.canonical_json(job.to_dict())}
+    run_tags = {TAG_STUDY: job.study, resumable.TAG_HASH: job.hash, resumable.TAG_LABEL: job.label, **(tags or {})}
     skip = ACCURACY_KEYS if job.objective.correct is None else frozenset()
     with tracking.start_run(experiment, f"{job.study} {job.index:03d} {job.hash[:8]}", params,
                             tags=run_tags, run_id=run_id) as run:
@@ -242,13 +245,13 @@ def run_job(job: StudyJob, data, experiment: str, checkpoint_dir: Path, candidat
         run.set_tags({"sysdl.study.data_source": data.source,
                       "sysdl.study.resumed_at_epoch": len(start["epochs"]) if start else 0})
         if start:
-            sweep._log_missing_epochs(metrics, start, steps_per_epoch)
+            resumable.log_missing_epochs(metrics, start, steps_per_epoch)
 
         def on_epoch(record, step_losses, state):
             # Checkpoint first: a kill between the two leaves the epoch for _log_missing_epochs.
             save_checkpoint(path, model, {"config_hash": job.hash, "epochs": state["epochs"]},
                             resume={**state, "mlflow_run_id": run.run_id})
-            metrics.log_points(sweep.epoch_points(asdict(record), step_losses, steps_per_epoch))
+            metrics.log_points(resumable.epoch_points(asdict(record), step_losses, steps_per_epoch))
 
         result = fit(model, data, job.train, progress=progress, on_epoch=on_epoch, start=start, stop=stop,
                      objective=job.objective, optimizer_factory=optimizer_factory(job.optimizer),
@@ -256,7 +259,7 @@ def run_job(job: StudyJob, data, experiment: str, checkpoint_dir: Path, candidat
         summary = {**result.summary(), "epochs_run": len(result.epochs), "model_params": count_parameters(model),
                    **(summarise(model, data, result) if summarise else {})}
         metrics.log_metrics(summary)
-        run.set_tags({sweep.TAG_STOP: stop(result.epochs) or "max_epochs"})
+        run.set_tags({resumable.TAG_STOP: stop(result.epochs) or "max_epochs"})
     path.unlink(missing_ok=True)   # the run is FINISHED: MLflow holds all that is needed
     return {"hash": job.hash, "run_id": run.run_id, **summary}
 
@@ -264,14 +267,15 @@ def run_job(job: StudyJob, data, experiment: str, checkpoint_dir: Path, candidat
 def run_jobs(jobs: list[StudyJob], experiment: str, data, checkpoint_dir: Path, summarise: Callable | None = None,
              progress: bool = True) -> dict:
     """Run, in order, every job without a FINISHED run in ``experiment``; (counts, results)."""
-    from models import sweep, tracking
-    from models.runtime import provenance
+    from models.training import resumable
+    from models.training import tracking
+    from models.training.provenance import provenance
     checkpoint_dir = Path(checkpoint_dir)
     tracking.ensure_experiment(experiment)
-    store = sweep.runs_by_hash(experiment)
+    store = resumable.runs_by_hash(experiment)
     tags, results, skipped = provenance(), [], 0
     for job in jobs:
-        if sweep.is_finished(store.get(job.hash, [])):
+        if resumable.is_finished(store.get(job.hash, [])):
             (checkpoint_dir / f"{job.hash}.pt").unlink(missing_ok=True)   # a kill after FINISHED may leave it
             skipped += 1
             continue
@@ -285,8 +289,8 @@ def run_jobs(jobs: list[StudyJob], experiment: str, data, checkpoint_dir: Path, 
 
 def finished_runs(experiment: str, jobs: list[StudyJob]) -> list[tuple[StudyJob, dict]]:
     """(job, its FINISHED run) for every job, read from the store; an error if any is missing."""
-    from models import sweep
-    store = sweep.runs_by_hash(experiment)
+    from models.training import resumable
+    store = resumable.runs_by_hash(experiment)
     pairs = [(job, next((r for r in store.get(job.hash, []) if r["status"] == "FINISHED"), None)) for job in jobs]
     missing = [job.label for job, run in pairs if run is None]
     if missing:
@@ -297,7 +301,7 @@ def finished_runs(experiment: str, jobs: list[StudyJob]) -> list[tuple[StudyJob,
 
 def epoch_history(run_id: str, key: str) -> tuple[list[int], list[float]]:
     """(epochs, values) of a per-epoch metric, from the store."""
-    from models import tracking
+    from models.training import tracking
     points = tracking.metric_history(run_id, [key])[key]
     return [step for step, _ in points], [value for _, value in points]
 
@@ -305,7 +309,7 @@ def epoch_history(run_id: str, key: str) -> tuple[list[int], list[float]]:
 def eval_train_loss(model: nn.Module, data, objective: Objective, batch_size: int) -> float:
     """The training set's mean loss in eval mode (no dropout; batch norm's running statistics):
     the loss of the network as it is tested, unlike the epoch mean of the training pass."""
-    from models.train import evaluate
+    from models.training.loop import evaluate
     return evaluate(model, data.train, batch_size, "cpu", objective)[0]
 
 
@@ -318,13 +322,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, study: str, seed_epoch
                          scale: str = "the seed scale") -> None:
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {seed_epochs}, "
                         f"{scale}; --quick: {QUICK_EPOCHS})")
-    parser.add_argument("--quick", action="store_true", help="tiny data and networks, "
-                        f"{QUICK_EPOCHS} epochs: the whole path in seconds (CI)")
+    command.add_quick_flag(parser, f"tiny data and networks, {QUICK_EPOCHS} epochs: the whole path in seconds (CI)")
     parser.add_argument("--seed", type=int, default=0, help="weights, data order (and generated data)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    command.add_threads_flag(parser)
     parser.add_argument("--experiment", default=None, help=f"MLflow experiment (default {experiment_name(study)}, "
                         f"{experiment_name(study, True)} with --quick)")
-    parser.add_argument("--out-dir", default="runs/studies", help="figures and tables go to OUT_DIR/EXPERIMENT, "
+    parser.add_argument("--out-dir", default=str(STUDIES_DIR), help="figures and tables go to OUT_DIR/EXPERIMENT, "
                         "checkpoints of unfinished runs to OUT_DIR/EXPERIMENT/checkpoints (default %(default)s)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: make the figures and tables from the finished runs in the store")
@@ -344,7 +347,7 @@ def epochs_from(args, seed_epochs: int) -> int:
 
 def execute(args, study: str, jobs: list[StudyJob], data, summarise: Callable | None) -> tuple[str, Path]:
     """Train what is not finished (unless --report-only); returns (experiment, output folder)."""
-    from models.runtime import configure_cpu_runtime
+    from sysdl_kernels.runtime import configure_cpu_runtime
     experiment = args.experiment or experiment_name(study, args.quick)
     out = Path(args.out_dir) / experiment
     if not args.report_only:
@@ -358,9 +361,9 @@ def execute(args, study: str, jobs: list[StudyJob], data, summarise: Callable | 
 def load_data(dataset: str, data_dir=None, download: bool = False, n_train: int = 0, n_test: int = 0):
     """The data set by name (cifar10, fashion-mnist, synthetic), cut to its first n_train / n_test
     examples when those are > 0."""
-    from models.data import DataSplits, load_dataset
+    from models.data.datasets import DataSplits, load_dataset
     if dataset == "cifar10":
-        from models.cifar10 import load_cifar10
+        from models.data.cifar10 import load_cifar10
         data = load_cifar10(data_dir, download=download)
     else:
         data = load_dataset(dataset, data_dir, download=download)

@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.report import write_table
+from models.shared.tables import write_table
 from models.studies import common
-from models.train import Objective, TrainConfig
+from models.training.loop import Objective, TrainConfig
 
 STUDY = "depth-width"
 SEED_EPOCHS = 2000
@@ -78,7 +78,7 @@ def eggholder_data(n: int = N_SAMPLES, noise_std: float = NOISE_STD, seed: int =
                    test_fraction: float = TEST_FRACTION):
     """(DataSplits of standardised float32 tensors, training targets' std): x / 512, targets z-scored
     with the training split's mean and std (see the module docstring)."""
-    from models.data import DataSplits, Split
+    from models.data.datasets import DataSplits, Split
     n_test = round(n * test_fraction)
     if not 0 < n_test < n:
         raise ValueError(f"need training and test samples: n={n}, test_fraction={test_fraction}")
@@ -145,7 +145,7 @@ def runs_table(pairs):
 
 
 def _by_depth(table, x: str, y: str, path: Path, title: str, mean_curve: bool = False, logy: bool = False) -> Path:
-    from models.figures import new_figure, save
+    from models.shared.figures import new_figure, save
     fig, ax = new_figure((7, 4.5))
     for depth, group in table.groupby("depth"):
         label = f"{depth} hidden layer{'s' if depth > 1 else ''}"
@@ -210,5 +210,5 @@ def main(args) -> int:
 if __name__ == "__main__":
     import sys
 
-    from models.cli import run_module
+    from models.shared.command import run_module
     sys.exit(run_module("models.studies.depth_width"))

@@ -27,9 +27,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.report import write_table
+from models.shared.tables import write_table
 from models.studies import common
-from models.train import CLASSIFICATION, TrainConfig
+from models.training.loop import CLASSIFICATION, TrainConfig
+from models.shared import command
 
 STUDY = "optimizers"
 SEED_EPOCHS = 200
@@ -105,7 +106,7 @@ def results_table(pairs):
 
 
 def plot_losses(pairs, path: Path, title: str) -> Path:
-    from models.figures import new_figure, save
+    from models.shared.figures import new_figure, save
     fig, axes = new_figure((12, 4.5), 1, 2)
     for ax, dropout in zip(axes, (False, True)):
         for job, run in pairs:
@@ -136,12 +137,12 @@ def report(experiment: str, jobs: list[common.StudyJob], out: Path, title: str) 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_common_arguments(parser, STUDY, SEED_EPOCHS)
-    parser.add_argument("--dataset", default=None, choices=["cifar10", "fashion-mnist", "synthetic"],
-                        help="default cifar10 (--quick: fashion-mnist); where CIFAR-10 cannot be had, "
-                        "--dataset fashion-mnist")
-    parser.add_argument("--data-dir", default=None, help="the data set's folder (CIFAR-10: the extracted "
-                        "cifar-10-batches-py/; Fashion-MNIST: the four IDX files)")
-    parser.add_argument("--download", action="store_true", help="allow a one-time torchvision download")
+    command.add_dataset_flag(parser, ["cifar10", "fashion-mnist", "synthetic"], None,
+                             "default cifar10 (--quick: fashion-mnist); where CIFAR-10 cannot be had, "
+                             "--dataset fashion-mnist")
+    command.add_data_dir_flag(parser, "the data set's folder (CIFAR-10: the extracted "
+                              "cifar-10-batches-py/; Fashion-MNIST: the four IDX files)")
+    command.add_download_flag(parser, "allow a one-time torchvision download")
     parser.add_argument("--n-train", type=int, default=None, help="use the first N training examples "
                         f"(default: all; --quick: {QUICK_DATA['n_train']})")
     parser.add_argument("--n-test", type=int, default=None, help="use the first N test examples "
@@ -175,5 +176,5 @@ def main(args) -> int:
 if __name__ == "__main__":
     import sys
 
-    from models.cli import run_module
+    from models.shared.command import run_module
     sys.exit(run_module("models.studies.optimizers"))

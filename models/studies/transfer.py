@@ -14,7 +14,7 @@ network trained on a source task); else torchvision's ImageNet weights (IMAGENET
 are in torch's cache ($TORCH_HOME/hub/checkpoints), or downloaded there with --download (never
 otherwise, never in tests); else an error that says what to do.
 
-Target: --target DIR, an image folder (models/image_folder.py: DIR/train/CLASS and DIR/val/CLASS
+Target: --target DIR, an image folder (models/data/image_folder.py: DIR/train/CLASS and DIR/val/CLASS
 as the Visual Decathlon sets come, or DIR/CLASS split 80/20), or by default the second half of the
 --source classes (Fashion-MNIST 5-9: sandal, shirt, sneaker, bag, ankle boot), the first half
 (0-4) being the source task of --pretrain: an in-memory equivalent of writing the halves as image
@@ -41,9 +41,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.report import write_table
+from models.shared.tables import write_table
 from models.studies import common
-from models.train import TrainConfig
+from models.training.loop import TrainConfig
+from models.shared import command
 
 STUDY = "transfer"
 PRETRAIN_STUDY = "transfer-pretrain"
@@ -126,7 +127,7 @@ def imagenet_state_dict(download: bool) -> dict:
     """torchvision's ImageNet ResNet-50 weights from torch's cache; fetched only when ``download``."""
     from torchvision.models import ResNet50_Weights
 
-    from models.data import DataNotFoundError
+    from models.data.datasets import DataNotFoundError
     weights = ResNet50_Weights.IMAGENET1K_V1
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not path.exists() and not download:
@@ -138,7 +139,7 @@ def imagenet_state_dict(download: bool) -> dict:
 
 def load_base(path: Path) -> TransferNet:
     """The network a --pretrain checkpoint holds."""
-    from models.checkpoint import CheckpointError, load_checkpoint
+    from models.training.checkpoint import CheckpointError, load_checkpoint
     payload = load_checkpoint(path)
     try:
         config = TransferConfig(**payload["config"])
@@ -152,7 +153,7 @@ def load_base(path: Path) -> TransferNet:
 
 
 def file_sha256(path: Path) -> str:
-    from models.data import DataNotFoundError
+    from models.data.datasets import DataNotFoundError
     if not path.is_file():
         raise DataNotFoundError(f"--base {path}: no such file; make a base with `sysdl study transfer --pretrain`")
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -165,8 +166,8 @@ def file_sha256(path: Path) -> str:
 
 def source_halves(name: str, scale: dict, per_class: int):
     """(source, target) ImageSets: the two halves of the classes of --source."""
-    from models.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_dataset
-    from models.image_folder import class_halves
+    from models.data.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD, load_dataset
+    from models.data.image_folder import class_halves
     data = load_dataset(name)
     mean, std = (FASHION_MNIST_MEAN, FASHION_MNIST_STD) if name == "fashion-mnist" else SYNTHETIC_STATS
     names = FASHION_NAMES if name == "fashion-mnist" else None
@@ -176,8 +177,8 @@ def source_halves(name: str, scale: dict, per_class: int):
 def load_target(args, scale: dict):
     """The target ImageSet: --target's image folder (capped at per_class images a class) or the
     second half of --source."""
-    from models.data import DataSplits
-    from models.image_folder import ImageSet, load_image_folder, take_classes
+    from models.data.datasets import DataSplits
+    from models.data.image_folder import ImageSet, load_image_folder, take_classes
     if args.target is None:
         return source_halves(args.source, scale, scale["per_class"])[1]
     found = load_image_folder(args.target, scale["image_size"], seed=args.seed)
@@ -218,7 +219,7 @@ def plan(target, scale: dict, spec: dict, base: str, base_sha256: str, download:
 def pretrain(args, scale: dict) -> int:
     """`--pretrain`: the base network trained on the first half of --source's classes, its final
     weights written to --base (default OUT_DIR/EXPERIMENT/base.pt)."""
-    from models.checkpoint import save_checkpoint
+    from models.training.checkpoint import save_checkpoint
     source = source_halves(args.source, scale, scale["pretrain_per_class"])[0]
     spec = {"source": args.source, "classes": source.classes, "image_size": scale["image_size"],
             "per_class": scale["pretrain_per_class"], "test_per_class": scale["test_per_class"]}
@@ -283,7 +284,7 @@ def verdict(table) -> str:
 
 
 def plot(pairs, table, path: Path, title: str) -> Path:
-    from models.figures import new_figure, save
+    from models.shared.figures import new_figure, save
     fig, (left, right) = new_figure((12, 4.5), 1, 2)
     for job, run in pairs:
         epochs, accuracy = common.epoch_history(run["run_id"], "test_acc")
@@ -317,7 +318,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "half of --source's classes) and write it to --base (default OUT_DIR/EXPERIMENT/base.pt)")
     parser.add_argument("--base", default=None, help="the pretrained checkpoint (written by --pretrain); "
                         "default: torchvision's ImageNet weights")
-    parser.add_argument("--download", action="store_true", help="allow fetching the ImageNet weights once")
+    command.add_download_flag(parser, "allow fetching the ImageNet weights once")
     parser.add_argument("--target", default=None, help="the target image folder (default: the second half of "
                         "--source's classes)")
     parser.add_argument("--source", default="fashion-mnist", choices=["fashion-mnist", "synthetic"],
@@ -351,7 +352,7 @@ def scale_from(args) -> dict:
 
 def main(args) -> int:
     """`sysdl study transfer`."""
-    from models.image_folder import describe
+    from models.data.image_folder import describe
     scale = scale_from(args)
     if args.pretrain:
         return pretrain(args, scale)
@@ -381,5 +382,5 @@ def main(args) -> int:
 if __name__ == "__main__":
     import sys
 
-    from models.cli import run_module
+    from models.shared.command import run_module
     sys.exit(run_module("models.studies.transfer"))

@@ -4,7 +4,7 @@ SGD (plain, momentum, Nesterov), Adagrad, RMSprop, Adadelta and Adam take the hy
 their torch.optim namesakes, with the same names and defaults, and follow torch's for-loop
 (foreach=False) update op by op. In float64 they agree with it to a few ulps of the parameters'
 scale, not to the bit: torch's CPU add(alpha=), addcmul and lerp fuse a multiply and an add into
-one rounding, numpy rounds twice (tests/test_scratch_optim.py). RMSpropNesterov has no
+one rounding, numpy rounds twice (tests/kernels/test_scratch_optim.py). RMSpropNesterov has no
 torch.optim counterpart; its torch twin is sysdl_kernels.torch_optim.RMSpropNesterov.
 
     params = [w1, b1, w2, b2]                  # numpy float arrays, updated in place
@@ -15,26 +15,55 @@ torch.optim counterpart; its torch twin is sysdl_kernels.torch_optim.RMSpropNest
 
 Weight decay is the L2 kind torch uses (g += weight_decay * param before the update), not
 AdamW's decoupled decay. The learning rate can be changed between steps through ``opt.lr``.
+
+Hyperparameters are real numbers; like torch.optim, a 1-element tensor (torch or numpy) is
+accepted too, and read once, as a Python float. Every one is checked when it is set: a value
+that is not finite, out of range, or not a number is refused with an error naming it.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
 
 
-def check_range(name: str, value: float, low: float, high: float | None = None,
-                high_open: bool = False) -> float:
-    """``value`` if it lies in [low, high] ([low, high) when high_open); else a ValueError naming it.
+def as_number(name: str, value) -> float:
+    """``value`` as a Python int or float: numbers pass, a 1-element torch tensor or numpy array
+    becomes its float; anything else is a TypeError, a bigger tensor a ValueError, naming it."""
+    if isinstance(value, numbers.Real):
+        return value.item() if isinstance(value, np.generic) else value
+    if hasattr(value, "shape") and hasattr(value, "item"):         # torch tensor or numpy array
+        if math.prod(value.shape) != 1:
+            raise ValueError(f"{name} must be a number or a 1-element tensor, got a tensor of shape "
+                             f"{tuple(value.shape)}")
+        item = value.item()
+        if not isinstance(item, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got a {getattr(value, 'dtype', '')} tensor")
+        return float(item)
+    raise TypeError(f"{name} must be a real number (or a 1-element tensor), got {type(value).__name__}")
 
-    NaN fails every comparison, so it is refused too.
-    """
+
+def check_finite(name: str, value) -> float:
+    """``as_number(value)`` if it is finite; else a ValueError naming it."""
+    value = as_number(name, value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def check_range(name: str, value, low: float, high: float | None = None,
+                high_open: bool = False) -> float:
+    """``as_number(value)`` if it is finite and lies in [low, high] ([low, high) when high_open);
+    else a ValueError naming it. NaN fails every comparison, so the range check refuses it."""
+    value = as_number(name, value)
     ok = value >= low and (high is None or (value < high if high_open else value <= high))
     if not ok:
         allowed = f">= {low}" if high is None else f"in [{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return value
+    return check_finite(name, value)
 
 
 class Optimizer:
@@ -48,10 +77,18 @@ class Optimizer:
 
     def __init__(self, params: Sequence[np.ndarray], lr: float, weight_decay: float):
         self.params = _check_params(params)
-        self.lr = check_range("lr", lr, 0.0)
+        self.lr = lr
         self.weight_decay = check_range("weight_decay", weight_decay, 0.0)
         self.steps = 0
         self.state = [self._init_state(p) for p in self.params]
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self._lr = check_range("lr", value, 0.0)
 
     def _init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
         return {}
@@ -81,7 +118,7 @@ class Optimizer:
         return grads
 
     def __repr__(self) -> str:
-        hyper = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+        hyper = ", ".join(f"{k.lstrip('_')}={v!r}" for k, v in vars(self).items()
                           if k not in ("params", "state", "steps"))
         return f"{type(self).__name__}({len(self.params)} params, {hyper})"
 
@@ -112,9 +149,9 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         self.momentum = check_range("momentum", momentum, 0.0)
-        self.dampening = dampening    # torch puts no range on it
+        self.dampening = check_finite("dampening", dampening)    # torch puts no range on it
         self.nesterov = nesterov
-        if nesterov and (momentum <= 0 or dampening != 0):
+        if nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(f"nesterov=True needs momentum > 0 and dampening == 0, got "
                              f"momentum={momentum!r}, dampening={dampening!r}")
         super().__init__(params, lr, weight_decay)
@@ -295,10 +332,12 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False):
-        if len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (check_range("betas[0]", betas[0], 0.0, 1.0, high_open=True),
-                      check_range("betas[1]", betas[1], 0.0, 1.0, high_open=True))
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+        self.betas = (check_range("betas[0]", beta1, 0.0, 1.0, high_open=True),
+                      check_range("betas[1]", beta2, 0.0, 1.0, high_open=True))
         self.eps = check_range("eps", eps, 0.0)
         self.amsgrad = amsgrad
         super().__init__(params, lr, weight_decay)

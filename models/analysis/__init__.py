@@ -1,0 +1,1 @@
+"""Analytic models: per-layer cost tables (analyze), PALEO-style time prediction, the Optimus models."""

@@ -1,0 +1,1 @@
+"""Pruning: iterative structured pruning with retraining (`sysdl prune`), resumable sessions."""

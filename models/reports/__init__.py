@@ -1,0 +1,1 @@
+"""Reports from finished jobs: the pruning and sweep reports, the benchmark tables (`sysdl bench-table`)."""

@@ -1,0 +1,106 @@
+"""How sysdl runs and times its kernels on the CPU: threads, the allocator, interleaved timing.
+
+    from sysdl_kernels.runtime import configure_cpu_runtime, interleaved
+    configure_cpu_runtime(2)                         # torch (and Numba) threads, glibc keeps large blocks
+    times = interleaved({"a": f, "b": g}, repeats=10)   # A B, A B, ...: fair ratios on a noisy machine
+
+``configure_cpu_runtime`` fixes the thread count and tells glibc's allocator to keep large
+blocks on its heap. By default glibc serves blocks over 128 KiB-32 MiB (a dynamic threshold)
+with a fresh ``mmap`` and returns them on free, so each training step's multi-megabyte
+activations and gradients are page-faulted in anew: torch.profiler showed ReLU's backward on
+a (128, 16, 26, 26) tensor taking ~10x its memory-bound time for that reason. Raising the mmap
+and trim thresholds keeps those pages mapped between steps. The math is untouched.
+
+The jobs (models/) and the asv benchmarks (benchmarks/) both use this module, so a timing
+in either runs under the same settings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import statistics
+import time
+
+
+def set_process_environment() -> None:
+    """Process-wide settings, made before numpy loads (a user's own values win).
+
+    numpy's OpenBLAS threads spin ~0.1 s after every GEMM and take a core from Numba's threads
+    (measured: a Numba conv 2.5 -> 6.3 ms right after a numpy matmul); OpenBLAS reads this once,
+    when numpy loads."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+_M_TRIM_THRESHOLD = -1   # mallopt parameters from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+_KEEP_BYTES = 64 << 20   # activations and gradients (a few MB) stay on the heap; a whole-data-set
+                         # gather (188 MB per epoch) still gets its own mmap and goes back on free
+
+
+def keep_large_allocations() -> bool:
+    """Ask glibc malloc to keep blocks up to 64 MiB on the heap (and to keep up to 256 MiB of
+    free heap before trimming); False where that is not glibc."""
+    name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 4 * _KEEP_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
+def numba_thread_count(threads: int) -> int:
+    """The Numba threads for ``threads``: Numba's pool holds NUMBA_NUM_THREADS, fixed at its start."""
+    import numba
+    return min(threads, numba.config.NUMBA_NUM_THREADS)
+
+
+def configure_cpu_runtime(num_threads: int | None = None) -> dict:
+    """Fix torch's intra-op threads and Numba's (default: all cores) and the allocator; returns
+    what was set.
+
+    Numba's threading layer starts its pool once per process, and under the OpenMP layer a
+    start that comes after ``torch.set_num_threads`` resets torch's count to Numba's (measured:
+    ``--threads 1`` ran torch on 2 threads after the first parallel kernel). So Numba's layer
+    starts here first (``numba.set_num_threads`` starts it), and torch's count is set after it."""
+    import numba
+    import torch
+    threads = (os.cpu_count() or 1) if num_threads is None else num_threads
+    if threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {threads}")
+    numba_threads = numba_thread_count(threads)
+    numba.set_num_threads(numba_threads)
+    torch.set_num_threads(threads)
+    if torch.get_num_threads() != threads:
+        raise RuntimeError(f"torch runs {torch.get_num_threads()} threads after set_num_threads({threads})")
+    return {"torch_threads": threads, "numba_threads": numba.get_num_threads(),
+            "numba_threading_layer": numba.threading_layer(), "malloc_keep_large": keep_large_allocations()}
+
+
+def median_seconds(fn, repeats: int = 10, warmup: int = 2, sync=None) -> float:
+    """Median wall time of ``fn()`` after ``warmup`` untimed calls; ``sync`` (e.g.
+    torch.cuda.synchronize) runs before each clock read."""
+    return statistics.median(interleaved({"fn": fn}, repeats, warmup, sync)["fn"])
+
+
+def interleaved(fns: dict, repeats: int = 10, warmup: int = 2, sync=None) -> dict[str, list[float]]:
+    """Seconds of each function over ``repeats`` rounds A B C, A B C, ...: noise on a shared
+    machine then falls on all of them alike, so their ratios are fair."""
+    sync = sync or (lambda: None)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times

@@ -1,0 +1,39 @@
+"""`sysdl infer-bench`: a path the user names must exist; a stand-in for an absent default is labelled
+for what it is, the original network."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from models.cli.main import main
+from models.nets.fashion_cnn import FashionCNN, FashionCNNConfig
+from models.training.checkpoint import save_checkpoint
+
+TINY = FashionCNNConfig(conv1_channels=2, conv2_channels=2, hidden_units=4)
+
+
+def tiny_checkpoint(path):
+    torch.manual_seed(0)
+    return save_checkpoint(path, FashionCNN(TINY))
+
+
+def test_a_missing_pruned_path_the_user_named_is_an_error(tmp_path, capsys):
+    base = tiny_checkpoint(tmp_path / "base.pt")
+    assert main(["infer-bench", "--quick", "--dataset", "synthetic", "--original", str(base),
+                 "--pruned", str(tmp_path / "missing.pt"), "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sysdl infer-bench: error: ") and "missing.pt" in err and "\n" not in err, err
+    assert not (tmp_path / "infer_bench.csv").exists()
+
+
+def test_an_absent_default_pruned_model_is_labelled_as_the_original(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)                     # no runs/pruned_selected.pt here
+    base = tiny_checkpoint(tmp_path / "base.pt")
+    assert main(["infer-bench", "--quick", "--dataset", "synthetic", "--original", str(base),
+                 "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    names = set(pd.read_csv(tmp_path / "infer_bench.csv")["implementation"])
+    assert {"(a) original nn.Module", "(c) MatmulNet (original weights)"} <= names
+    assert not any("pruned" in name for name in names), names
+    assert "pruned nn.Module" not in out.split("csv:")[0]
