@@ -24,6 +24,7 @@ import argparse
 import time
 from pathlib import Path
 from models.shared import command
+from models.shared.command import at_least
 from models.shared.artifacts import ALLREDUCE_DIR
 
 DEFAULT_SIZES = tuple(4096 * 4**k for k in range(8))          # 4 KiB .. 64 MiB
@@ -44,20 +45,6 @@ def parse_size(text: str) -> int:
     if size < 0:
         raise argparse.ArgumentTypeError(f"size must be >= 0 bytes, got {text!r}")
     return size
-
-
-def at_least(minimum: int):
-    """An argparse type: a whole number >= ``minimum`` (argparse names the flag in its error)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
 
 
 def check_sizes(sizes, dtype: str) -> None:

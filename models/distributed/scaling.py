@@ -26,7 +26,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from models.distributed.allreduce_bench import at_least
+from models.shared.command import at_least
 from models.shared import command
 from models.shared.artifacts import SCALING_DIR
 

@@ -65,6 +65,20 @@ def run_module(module_name: str, argv: list[str] | None = None) -> int:
 # Shared flags
 
 
+def at_least(minimum: int):
+    """An argparse type: a whole number >= ``minimum`` (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
 def field_comments(config_cls) -> dict[str, str]:
     """{field: its trailing comment} from a config dataclass's source: the comment that
     documents a default is also its flag's help line, so it is written once."""

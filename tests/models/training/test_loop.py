@@ -58,21 +58,13 @@ def test_training_accuracy_is_the_training_pass_accuracy(monkeypatch):
     assert result.epochs[0].train_acc == pytest.approx(seen["correct"] / 96)
 
 
-def test_resumed_run_continues_its_mlflow_run(tmp_path, mlflow_store, monkeypatch):
+def test_resumed_run_continues_its_mlflow_run(tmp_path, mlflow_store, kill_training_after):
     data = synthetic_splits(n_train=128, n_test=32)
     cfg = quick_config(epochs=3)
-    real_fit = train_mod.fit
-
-    def fit_killed_after_one_epoch(model, data, cfg, progress, on_epoch, start):
-        def on_epoch_then_die(record, losses, state):
-            on_epoch(record, losses, state)
-            raise KeyboardInterrupt
-        return real_fit(model, data, cfg, progress=progress, on_epoch=on_epoch_then_die, start=start)
-
-    monkeypatch.setattr(train_mod, "fit", fit_killed_after_one_epoch)
+    restore = kill_training_after(1)
     with pytest.raises(KeyboardInterrupt):
         train_job(SMALL, cfg, data, tmp_path / "c.pt", experiment="resume-exp", progress=False)
-    monkeypatch.setattr(train_mod, "fit", real_fit)
+    restore()
     train_job(SMALL, cfg, data, tmp_path / "c.pt", experiment="resume-exp", progress=False, resume=True)
     runs = read_runs("resume-exp", mlflow_store)
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED"
@@ -134,25 +126,16 @@ def test_train_job_logs_to_mlflow(tmp_path, mlflow_store):
     assert "resume" not in payload and payload["metrics"]["final_test_acc"] == result.epochs[-1].test_acc
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, kill_training_after):
     data = synthetic_splits(n_train=128, n_test=32)
     cfg = quick_config(epochs=3)
     full = train_job(SMALL, cfg, data, tmp_path / "full.pt", track=False, progress=False)
 
-    real_fit = train_mod.fit
-
-    def fit_killed_after_two_epochs(model, data, cfg, progress, on_epoch, start):
-        def on_epoch_then_die(record, losses, state):
-            on_epoch(record, losses, state)
-            if record.epoch == 2:
-                raise KeyboardInterrupt
-        return real_fit(model, data, cfg, progress=progress, on_epoch=on_epoch_then_die, start=start)
-
-    monkeypatch.setattr(train_mod, "fit", fit_killed_after_two_epochs)
+    restore = kill_training_after(2)
     with pytest.raises(KeyboardInterrupt):
         train_job(SMALL, cfg, data, tmp_path / "cut.pt", track=False, progress=False)
     assert len(load_checkpoint(tmp_path / "cut.pt")["resume"]["epochs"]) == 2
-    monkeypatch.setattr(train_mod, "fit", real_fit)
+    restore()
     resumed = train_job(SMALL, cfg, data, tmp_path / "cut.pt", track=False, progress=False, resume=True)
     assert resumed.step_losses == full.step_losses, "a resumed run must be bit-identical"
     a, b = load_checkpoint(tmp_path / "full.pt"), load_checkpoint(tmp_path / "cut.pt")

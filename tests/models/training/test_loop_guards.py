@@ -10,7 +10,6 @@ import pytest
 from models.data.datasets import synthetic_splits
 from models.nets.fashion_cnn import FashionCNNConfig
 from models.shared.errors import UserError
-from models.training import loop as train_mod
 from models.training.checkpoint import load_checkpoint
 from models.training.loop import TrainConfig, train_job
 from models.training.resumable import TAG_STOP
@@ -30,23 +29,15 @@ def test_non_finite_train_hyperparameters_are_refused(field, value):
         TrainConfig(**{field: value})
 
 
-def test_a_killed_run_is_neither_replaced_silently_nor_left_running(tmp_path, mlflow_store, monkeypatch):
+def test_a_killed_run_is_neither_replaced_silently_nor_left_running(tmp_path, mlflow_store, kill_training_after):
     """A fresh start over a resumable checkpoint needs --overwrite, and it marks the killed run KILLED."""
     from mlflow.tracking import MlflowClient
     data = synthetic_splits(n_train=64, n_test=32)
     checkpoint = tmp_path / "c.pt"
-    real_fit = train_mod.fit
-
-    def fit_killed_after_one_epoch(model, data, cfg, progress, on_epoch, start):
-        def on_epoch_then_die(record, losses, state):
-            on_epoch(record, losses, state)
-            raise KeyboardInterrupt
-        return real_fit(model, data, cfg, progress=progress, on_epoch=on_epoch_then_die, start=start)
-
-    monkeypatch.setattr(train_mod, "fit", fit_killed_after_one_epoch)
+    restore = kill_training_after(1)
     with pytest.raises(KeyboardInterrupt):
         train_job(SMALL, quick_config(), data, checkpoint, experiment="kill-exp", progress=False)
-    monkeypatch.setattr(train_mod, "fit", real_fit)
+    restore()
     killed = load_checkpoint(checkpoint)["resume"]["mlflow_run_id"]
     MlflowClient(mlflow_store).update_run(killed, status="RUNNING")     # as a SIGKILL leaves it
     before = checkpoint.read_bytes()
