@@ -4,8 +4,9 @@
     logits = net(images)                                                    # (N, 1, 28, 28) float32
     net = MatmulNet.from_checkpoint(path, backend="triton")                 # sysdl_kernels.triton_ops
 
-Each conv is an im2col gather feeding one GEMM with the bias folded in and ReLU applied in
-place; each dense layer is one GEMM. No nn.Conv2d / nn.Linear / F.conv2d / F.linear or
+On the CPU each conv is an im2col gather feeding one GEMM with the bias folded in and ReLU
+applied in place; on Triton each conv is one implicit-GEMM kernel (the gather inside the GEMM's
+K loop, triton_ops.conv2d). Each dense layer is one GEMM. No nn.Conv2d / nn.Linear / F.conv2d / F.linear or
 conv-family aten op runs (tests record the aten ops to prove it).
 
 The CPU backend processes the batch in chunks of images, so one chunk's activations stay in
@@ -104,6 +105,7 @@ class MatmulNet:
         self.dense_choices: dict[int, dict[str, str]] = {}  # chunk size -> fc1/fc2 -> engine
         self._buffers: dict = {}
         self._fc1_by_layout: dict[bool, torch.Tensor] = {}
+        self._device_weights: dict | None = None          # the Triton backend's, moved once
         if backend == "triton":
             from sysdl_kernels import triton_ops
             triton_ops.require_triton()
@@ -150,7 +152,7 @@ class MatmulNet:
 
     def describe(self) -> str:
         if self.backend == "triton":
-            return "MatmulNet[triton] per layer: im2col kernel, then GEMM kernel with bias and ReLU fused"
+            return "MatmulNet[triton] per conv: one implicit-GEMM kernel (bias, ReLU fused); per dense layer: one fused GEMM"
         runs = "; ".join(f"chunk {n}: " + ", ".join(f"{k}={v}" for k, v in {
             **choice, **self.dense_choices.get(n, {})}.items()) for n, choice in self.choices.items())
         return f"MatmulNet[{self.backend}] {runs or '(not run yet)'}"
@@ -279,21 +281,30 @@ class MatmulNet:
     # -- Triton backend -------------------------------------------------------------------------
 
     def _forward_triton(self, x: torch.Tensor) -> torch.Tensor:
+        """Each conv one implicit-GEMM kernel (no im2col matrix in memory; bias and ReLU fused),
+        activations channels-last from the first conv on; each dense layer one fused GEMM."""
         from sysdl_kernels import triton_ops
-        device = triton_ops.device()
-        act = x.to(device)
-        n = act.shape[0]
-        channels_last = False
-        for conv in self.convs:
-            o, c, kh, kw = conv.shape
-            cols, oh, ow = triton_ops.im2col(act, kh, kw, channels_last=channels_last)   # (N*OH*OW, KH*KW*C)
-            weight = self._weight(conv, "nhwc").to(device)
-            act = triton_ops.gemm_bias_relu(cols, weight, conv.bias.to(device), relu=True).view(n, oh, ow, o)
+        weights = self._triton_weights()
+        act, channels_last = x.to(weights["device"]), False
+        for conv, (weight, bias) in zip(self.convs, weights["convs"]):
+            act = triton_ops.conv2d(act, weight, bias, relu=True, channels_last=channels_last)
+            act = act.permute(0, 2, 3, 1)                                 # (N, OH, OW, O): a view, no copy
             channels_last = True
-            act = _pool(act, conv.pool, conv.pool_kernel, channels_last).contiguous()
-        flat = act.reshape(n, -1)
-        hidden = triton_ops.gemm_bias_relu(flat, self._fc1_weight(True).T.contiguous().to(device),
-                                           self.fc1_b.to(device), relu=True)
-        logits = triton_ops.gemm_bias_relu(hidden, self.fc2_w.T.contiguous().to(device),
-                                           self.fc2_b.to(device), relu=False)
+            act = _pool(act, conv.pool, conv.pool_kernel, channels_last)
+        flat = act.reshape(act.shape[0], -1)
+        hidden = triton_ops.gemm_bias_relu(flat, *weights["fc1"], relu=True)
+        logits = triton_ops.gemm_bias_relu(hidden, *weights["fc2"], relu=False)
         return logits.cpu()
+
+    def _triton_weights(self) -> dict:
+        """The parameters on the Triton device, in the layouts the kernels read, moved once."""
+        if self._device_weights is None:
+            from sysdl_kernels import triton_ops
+            device = triton_ops.device()
+            self._device_weights = {
+                "device": device,
+                "convs": [(conv.weight.to(device), conv.bias.to(device)) for conv in self.convs],
+                "fc1": (self._fc1_weight(True).T.contiguous().to(device), self.fc1_b.to(device)),
+                "fc2": (self.fc2_w.T.contiguous().to(device), self.fc2_b.to(device)),
+            }
+        return self._device_weights

@@ -23,6 +23,11 @@ TOLERANCES = {
     np.dtype(np.float32): {"rtol": 1e-4, "atol": 1e-5},
 }
 
+# TF32 (tensor cores, `precision="tf32"`, torch's allow_tf32): the inputs are rounded to 10
+# mantissa bits, a relative error up to 2**-11 each; a sum of K such products then errs by about
+# sqrt(K) * 2**-11 of its scale. Callers scale atol by sqrt(K) and the output's scale.
+TF32_TOLERANCE = {"rtol": 5e-3}
+
 
 def assert_close(actual, expected, dtype=None, what: str = "") -> None:
     """Compare an array (numpy or torch) with the oracle under the dtype's tolerance."""

@@ -139,6 +139,7 @@ TRITON_CALLS = {
     "gemm_bias_relu": (lambda t: triton_ops.gemm_bias_relu(t, torch.randn(4, 3), torch.randn(3)), (5, 4)),
     "im2col": (lambda t: triton_ops.im2col(t, 2, 2)[0], (1, 2, 4, 4)),
     "conv2d": (lambda t: triton_ops.conv2d(t, torch.randn(3, 2, 2, 2), torch.randn(3)), (1, 2, 4, 4)),
+    "conv2d_im2col": (lambda t: triton_ops.conv2d_im2col(t, torch.randn(3, 2, 2, 2), torch.randn(3)), (1, 2, 4, 4)),
 }
 
 

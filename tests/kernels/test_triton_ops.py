@@ -43,11 +43,13 @@ def test_im2col(shape, kh, kw, channels_last):
 
 @pytest.mark.parametrize("shape, o, kh, kw", [((3, 2, 9, 7), 5, 3, 2), ((2, 16, 12, 11), 16, 3, 3)])
 @pytest.mark.parametrize("relu", [True, False])
-def test_conv2d_matches_torch(shape, o, kh, kw, relu):
+@pytest.mark.parametrize("lowering", ["conv2d", "conv2d_im2col"])
+def test_conv2d_matches_torch(shape, o, kh, kw, relu, lowering):
+    """Both lowerings: the implicit GEMM (one kernel) and the explicit im2col + GEMM."""
     g = torch.Generator().manual_seed(o)
     x, w, b = torch.randn(*shape, generator=g), torch.randn(o, shape[1], kh, kw, generator=g), torch.randn(o, generator=g)
     expected = torch.nn.functional.conv2d(x.double(), w.double(), b.double())
-    got = triton_ops.conv2d(x.to(DEVICE), w.to(DEVICE), b.to(DEVICE), relu=relu).cpu().double()
+    got = getattr(triton_ops, lowering)(x.to(DEVICE), w.to(DEVICE), b.to(DEVICE), relu=relu).cpu().double()
     torch.testing.assert_close(got, expected.relu() if relu else expected, rtol=1e-4, atol=1e-4)
 
 
