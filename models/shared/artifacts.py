@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RUNS = Path("runs")
+ASV_RESULTS = Path(".asv/results")          # asv.conf.json's results_dir: this machine's asv results
+# Results committed from other machines: `sysdl gpu-check` writes a GPU machine's asv results to
+# COMMITTED_RESULTS/<machine>/asv/ (a copy of asv's results directory: benchmarks.json and
+# <machine>/*.json), which `sysdl bench-table` reads beside ASV_RESULTS.
+COMMITTED_RESULTS = Path("docs/results")
 
 
 @dataclass(frozen=True)
@@ -48,3 +53,5 @@ SCALING_DIR = RUNS / "scaling"
 ANALYZE_DIR = RUNS / "analyze"
 PREDICT_TIME_DIR = RUNS / "predict_time"
 OPTIMUS_DIR = RUNS / "optimus"
+TRITON_REPORT_DIR = RUNS / "triton_report"
+MACHINE_DIR = RUNS / "machine"
