@@ -8,6 +8,8 @@ runs/pruned_selected.pt, `sysdl report prune`). Where one is missing, the timing
 random weights of the same family instead (the default network, and a 4-2-25 pruned one): a
 forward pass's time does not depend on the weights' values, and a message says so. The
 ``PrunedModel.track_*`` figures (test accuracy, FLOPs) do depend on them and are skipped then.
+``InferenceWork`` records each case's FLOPs and bytes (``inference_work``): they depend on which
+network an implementation runs, the original or the pruned one.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import (Family, RatioFigures, TimedFamily, cpu_only, require_compiled_triton,
-                               require_device, speed_ratio, synchronised)
+from benchmarks.common import (Family, ImplementationWork, RatioFigures, TimedFamily, assert_matches, cpu_only,
+                               on_device, require_compiled_triton, require_device, speed_ratio, torch_precision)
 
 IMAGES = 1000
 BATCHES = (1, 64, 1000)
@@ -63,6 +65,27 @@ def test_images():
     return split.x[:IMAGES], split.y[:IMAGES]
 
 
+def _network(implementation: str) -> str:
+    """Which model an implementation runs: 'base' for the original nn.Module, else 'pruned'."""
+    return "base" if implementation.startswith("original") else "pruned"
+
+
+def _batch_sizes(case: str) -> list[int]:
+    """The sizes of the batches one call predicts: IMAGES in batches of the case's size."""
+    batch = int(case.split()[1])
+    return [min(batch, IMAGES - start) for start in range(0, IMAGES, batch)]
+
+
+def inference_work(case: str, implementation: str) -> tuple[float, float]:
+    """(FLOPs, bytes) of one call: every layer of the implementation's network on IMAGES images
+    (sysdl_kernels.flops); per batch, each layer reads its input and weights once and writes its
+    output once (one kernel per layer, as the nn.Modules and MatmulNet run)."""
+    from sysdl_kernels.flops import memory_bytes, totals
+    costs = load(_network(implementation))[0].config.cost()
+    moved = sum(memory_bytes(cost, batch=size) for size in _batch_sizes(case) for cost in costs)
+    return IMAGES * totals(costs)["flops"], moved
+
+
 def _predictor(model, batch: int, x: torch.Tensor):
     def run():
         with torch.inference_mode():
@@ -83,9 +106,9 @@ def inference_case(case: str, implementation: str, device: str = "cpu"):
     x = test_images()[0]
     pruned = load("pruned")[0]
     if implementation.endswith("nn.Module"):
-        module = load("base" if implementation.startswith("original") else "pruned")[0]
+        module = load(_network(implementation))[0]
         module = module.to(device) if device == "cuda" else module
-        return synchronised(_predictor(module, batch, x.to(device)), device)
+        return on_device(_predictor(module, batch, x.to(device)), device)
     state, config = pruned.state_dict(), pruned.config.to_dict()
     if implementation == "MatmulNet":
         cpu_only(implementation, device)
@@ -95,15 +118,15 @@ def inference_case(case: str, implementation: str, device: str = "cpu"):
         if device != "cuda":
             raise NotImplementedError("MatmulNet triton is timed on CUDA only")
         net = MatmulNet(state, config, backend="triton")
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_precision("ieee"):
         got, expected = net(x), pruned(x)
-    torch.testing.assert_close(got.cpu(), expected, rtol=1e-4, atol=1e-4)
+    assert_matches(got, expected)
     if not torch.equal(got.cpu().argmax(1), expected.argmax(1)):
         raise AssertionError(f"{implementation} predicts differently from the pruned nn.Module")
-    return synchronised(_predictor(net, batch, x), device)
+    return on_device(_predictor(net, batch, x), device)
 
 
-INFERENCE = Family("inference", CASES, IMPLEMENTATIONS, inference_case)
+INFERENCE = Family("inference", CASES, IMPLEMENTATIONS, inference_case, inference_work)
 
 
 class Inference(TimedFamily):
@@ -116,6 +139,11 @@ class Inference(TimedFamily):
 
     def peakmem_predict(self, case, implementation, device):
         self.run()
+
+
+class InferenceWork(ImplementationWork):
+    family = INFERENCE
+    params = [list(INFERENCE.cases), list(INFERENCE.implementations)]
 
 
 class InferenceRatios(RatioFigures):

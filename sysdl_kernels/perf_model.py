@@ -32,7 +32,7 @@ least squares, the step time by NNLS on relative error (Lawson-Hanson, scipy.opt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -251,6 +251,9 @@ TRAINING_FACTOR = 3.0    # a training step ~ forward + backward, backward ~ 2 x 
                          # and grad weight each cost one forward's multiply-adds and traffic)
 
 
+PRECISIONS = ("ieee", "tf32")   # fp32 on the CUDA cores; TF32 inputs on the tensor cores
+
+
 @dataclass(frozen=True)
 class Device:
     name: str
@@ -258,18 +261,35 @@ class Device:
     bandwidth: float           # bytes/s to device memory
     default_ppp: float         # fraction of both peaks a layer reaches unless told otherwise
     source: str                # where the peaks come from
+    tf32_flops: float | None = None    # FLOP/s on the tensor cores with TF32 inputs, dense; None: none
+
+    def at_precision(self, precision: str) -> "Device":
+        """The device as a layer at ``precision`` sees it: "ieee" itself, "tf32" with the tensor
+        cores' TF32 peak in place of the fp32 one (the bandwidth is the same)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "ieee":
+            return self
+        if self.tf32_flops is None:
+            raise ValueError(f"{self.name} has no TF32 tensor cores ({self.source}); choose an A100 or newer")
+        return replace(self, name=f"{self.name}, TF32 tensor cores", peak_flops=self.tf32_flops)
 
 
-# Datasheet float32 peaks (boost clock) and memory bandwidths. The K80 is one of the board's two
-# GK210 GPUs (the board: 8.73 TFLOP/s, 480 GB/s), which is what one framework process uses.
+# Datasheet float32 peaks (boost clock) and memory bandwidths; TF32 tensor-core peaks dense (the
+# datasheets' larger figures assume 2:4 sparsity). The K80 is one of the board's two GK210 GPUs
+# (the board: 8.73 TFLOP/s, 480 GB/s), which is what one framework process uses.
 # default_ppp 0.5 for datasheet peaks is an assumption (layers of real networks rarely reach
 # more than half the peak); override it with the PPP you measure.
 DEVICES = {
     "K80": Device("K80 (one GK210)", 4.37e12, 240e9, 0.5, "NVIDIA Tesla K80 datasheet, per GPU"),
     "P100": Device("P100 PCIe 16 GB", 9.3e12, 732e9, 0.5, "NVIDIA Tesla P100 datasheet"),
     "V100": Device("V100 SXM2", 15.7e12, 900e9, 0.5, "NVIDIA Tesla V100 datasheet"),
-    "A100": Device("A100 SXM4 40 GB", 19.5e12, 1555e9, 0.5, "NVIDIA A100 datasheet (FP32, no TF32)"),
-    "H100": Device("H100 SXM5", 67e12, 3350e9, 0.5, "NVIDIA H100 datasheet (FP32, no TF32)"),
+    "A100": Device("A100 SXM4 40 GB", 19.5e12, 1555e9, 0.5, "NVIDIA A100 datasheet (FP32; TF32 156 dense)",
+                   tf32_flops=156e12),
+    "H100": Device("H100 SXM5", 67e12, 3350e9, 0.5, "NVIDIA H100 datasheet (FP32; TF32 495 dense)",
+                   tf32_flops=495e12),
+    "H200": Device("H200 SXM 141 GB", 67e12, 4.8e12, 0.5, "NVIDIA H200 datasheet (FP32, HBM3e; TF32 495 dense)",
+                   tf32_flops=495e12),
 }
 
 

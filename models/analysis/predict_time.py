@@ -14,7 +14,7 @@ against measurement for our own CNNs on this machine, and for classic CNNs on da
    predicted (sysdl_kernels.perf_model.predict_layers on the analytic per-layer costs) and
    measured (median after warm-up). It reports predicted / measured and the PPP that would make
    the prediction exact.
-3. Datasheet devices (K80, P100, V100, A100, H100): forward time per image at batch 1 and
+3. Datasheet devices (K80, P100, V100, A100, H100, H200): forward time per image at batch 1 and
    throughput at ``--gpu-batch`` for VGG16, GoogLeNet and ResNet-50, from their FLOPs and traffic.
 Writes ``OUT/predict_time.md`` and ``.csv`` files and a predicted-vs-measured per-layer chart.
 """

@@ -5,7 +5,8 @@
 
 The commands (README, "Commands", has the map):
     train, bench-train, gradcheck, scratch, prune, report prune, report sweep, sweep, infer-bench,
-    pipeline, bench-table, allreduce-bench, scaling, study, analyze, predict-time, optimus
+    pipeline, bench-table, allreduce-bench, scaling, study, analyze, predict-time, optimus,
+    machine, triton-report, gpu-check
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ COMMANDS = (
     ("predict-time", "models.analysis.predict_time",
      "PALEO-style time prediction from FLOPs and traffic, against measurement"),
     ("optimus", "models.analysis.optimus", "Optimus loss-curve and parameter-server speed models: fits and predictions"),
+    ("machine", "models.analysis.machine",
+     "this machine's limits: theoretical FMA peak, GEMM rates by path, cache and memory bandwidth"),
+    ("triton-report", "models.gpu.triton_report",
+     "compile every Triton kernel for sm_80/sm_90 (no GPU needed): registers, spills, occupancy"),
+    ("gpu-check", "models.gpu.check",
+     "on a CUDA host: GPU tests, every cuda benchmark case, asv, infer-bench and tables in under 8 minutes"),
 )
 GROUPS = {"report": "tables and figures from finished jobs"}
 

@@ -13,7 +13,7 @@ import pytest
 from models.cli.main import COMMANDS, build_parser
 
 ROOT = Path(__file__).resolve().parents[3]
-JOBS = {"pruning", "inference", "scratch", "sweeps", "studies", "distributed", "analysis"}
+JOBS = {"pruning", "inference", "scratch", "sweeps", "studies", "distributed", "analysis", "gpu"}
 # room -> the rooms of models/ it may import (besides itself); "*" for everything but the CLI
 ALLOWED = {
     "shared": set(),

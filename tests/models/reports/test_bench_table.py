@@ -1,38 +1,22 @@
-"""models.reports.bench_table on small asv result trees and pytest-benchmark JSON written here, in the
-formats asv 0.6.6 and pytest-benchmark 5.3.1 write (see .asv/results for a real tree)."""
+"""models.reports.bench_table (and the bench_results reader under it) on small asv result trees
+and pytest-benchmark JSON (tests/models/reports/results_trees.py). Several asv directories and
+the work figures: test_bench_results.py; the CPU-vs-GPU tables: test_gpu_table.py."""
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import math
 
 import pytest
 
 from models.reports import bench_table
-from models.reports.bench_table import (NoResultsError, compare_commits, family_tables, load_asv,
-                                load_pytest_benchmark, run, write_outputs)
+from models.reports.bench_results import GPU_HINT, NoResultsError, load_asv, load_pytest_benchmark
+from models.reports.bench_table import compare_commits, family_tables, run, write_outputs
+from tests.models.reports.results_trees import (BACKWARD, C1, C2, COMMIT_A, COMMIT_B, CONV, DATE_A, DATE_B,
+                                                INFERENCE, conv_times, write_benchmarks_json, write_pytest_json,
+                                                write_result)
 
 BASELINES = {"conv": "nn.Conv2d", "layers": "torch", "inference": "original nn.Module", "triton": "torch"}
-COMMIT_A = "abc1" + "0" * 36          # older
-COMMIT_B = "abd2" + "1" * 36          # newer: the default
-DATE_A, DATE_B = 1_795_000_000_000, 1_795_300_000_000     # commit dates, ms since the epoch
-C1, C2 = "conv1 1->16 28x28", "conv2 16->16 26x26"
-CONV = "bench_conv.ConvForward.time_forward"
-INFERENCE = "bench_inference.Inference.time_predict"
-BACKWARD = "bench_conv.ConvBackward.time_backward"
-PARAMS = {CONV: [[C1, C2], ["nn.Conv2d", "numba", "triton"], ["cpu", "cuda"]],
-          BACKWARD: [[C1], ["nn.Conv2d", "numba"], ["cpu"]],
-          INFERENCE: [["batch 1", "batch 1000"], ["original nn.Module", "MatmulNet"], ["cpu", "cuda"]]}
-COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b",
-           "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
-ENV = "existing-py_work_main_.venv_bin_python3.11-OPENBLAS_THREAD_TIMEOUT4"
-
-
-def conv_times(times: dict) -> list:
-    """asv's flat result list for CONV: seconds in itertools.product order, None where skipped."""
-    return [times.get(key) for key in itertools.product(*PARAMS[CONV])]
 
 
 # (case, implementation, device) -> median seconds; missing keys are asv's nulls (skipped).
@@ -44,41 +28,6 @@ GPU_BOX_B = {(C1, "nn.Conv2d", "cpu"): 0.003, (C1, "nn.Conv2d", "cuda"): 0.0005,
              (C1, "triton", "cuda"): 0.00025,
              (C2, "nn.Conv2d", "cpu"): 0.008, (C2, "numba", "cpu"): 0.004, (C2, "triton", "cuda"): 0.002}
 INFERENCE_B = [0.5, None, 0.25, None, 20.0, None, 4.0, None]   # batch x impl x device, cuda skipped
-
-
-def write_benchmarks_json(root):
-    def spec(name, kind, param_names, params):
-        return {"name": name, "type": kind, "param_names": param_names, "unit": "seconds",
-                "params": [[repr(v) for v in p] for p in params], "version": "v1", "timeout": 300}
-    index = {name: spec(name, "time", ["case", "implementation", "device"], params) for name, params in PARAMS.items()}
-    index["bench_conv.ConvForward.peakmem_forward"] = spec("bench_conv.ConvForward.peakmem_forward", "peakmem",
-                                                           ["case", "implementation", "device"], PARAMS[CONV])
-    index["bench_conv.ConvForwardRatios.track_ratio"] = spec("bench_conv.ConvForwardRatios.track_ratio", "track",
-                                                             ["shape"], [[C1, C2]])
-    index["bench_old.Old.time_forward"] = spec("bench_old.Old.time_forward", "time", ["shape", "implementation"],
-                                               [[C1], ["numba"]])
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "benchmarks.json").write_text(json.dumps({**index, "version": 2}))
-
-
-def write_result(root, machine, commit, date, results: dict, env=ENV, started_at=1_795_400_000_000):
-    """One asv result file: results maps benchmark name -> flat list of values (its PARAMS)."""
-    info = {"arch": "x86_64", "cpu": f"{machine} CPU", "machine": machine, "num_cpu": "2", "os": "Linux",
-            "ram": "25276514304"}
-    (root / machine).mkdir(parents=True, exist_ok=True)
-    (root / machine / "machine.json").write_text(json.dumps({**info, "version": 1}))
-    rows = {}
-    for name, values in results.items():
-        params = [[repr(v) for v in p] for p in PARAMS.get(name, [[C1, C2]])]
-        stats = [None if v is None else v * 0.9 for v in values]
-        rows[name] = [values, params, "v1", started_at, 3.5, stats, stats, stats, stats,
-                      [None if v is None else 10 for v in values], [None if v is None else 5 for v in values]]
-    data = {"commit_hash": commit, "env_name": env, "date": date,
-            "params": {**info, "python": "/work/main/.venv/bin/python3.11"},
-            "python": "/work/main/.venv/bin/python3.11", "requirements": {},
-            "env_vars": {"OPENBLAS_THREAD_TIMEOUT": "4"}, "result_columns": COLUMNS, "results": rows,
-            "durations": {"<build>": 4e-05}, "version": 2}
-    (root / machine / f"{commit[:8]}-{env}.json").write_text(json.dumps(data))
 
 
 @pytest.fixture
@@ -93,21 +42,6 @@ def asv_dir(tmp_path):
     write_result(root, "cpu-box", COMMIT_B, DATE_B, {CONV: [7.0] * 12}, env="existing-py_other", started_at=1)
     write_result(root, "gpu-box", COMMIT_B, DATE_B, {CONV: conv_times(GPU_BOX_B)})
     return root
-
-
-def write_pytest_json(path, entries, node="laptop"):
-    """A --benchmark-json file: entries are (name, extra_info, median seconds)."""
-    benchmarks = [{"group": "conv forward", "name": name, "fullname": f"tests/benchmarks/test_benchmarks.py::{name}",
-                   "params": None, "param": None, "extra_info": extra, "options": {"min_rounds": 5},
-                   "stats": {"min": median * 0.9, "max": median * 1.2, "mean": median * 1.01, "median": median,
-                             "rounds": 20, "iterations": 1}}
-                  for name, extra, median in entries]
-    path.write_text(json.dumps({
-        "machine_info": {"node": node, "processor": "x86_64", "python_version": "3.11.2",
-                         "cpu": {"brand_raw": "Intel Core i7", "count": 8}},
-        "commit_info": {"id": "f294389" + "0" * 33, "dirty": True, "project": "sysdl", "branch": "main"},
-        "benchmarks": benchmarks, "datetime": "2026-11-20T10:00:00+00:00", "version": "5.3.1"}))
-    return path
 
 
 def cell(frame, case, implementation, device, machine="cpu-box"):
@@ -153,12 +87,21 @@ def test_commit_default_is_latest_and_prefix_selects(asv_dir):
         load_asv(asv_dir, commit="ab")
 
 
-def test_machine_with_results_only_at_another_commit_is_named(asv_dir):
+def test_each_machine_at_its_latest_commit_unless_one_is_asked_for(asv_dir):
     write_result(asv_dir, "old-gpu", COMMIT_A, DATE_A, {CONV: conv_times(GPU_BOX_B)})
     frame = load_asv(asv_dir)
-    assert "old-gpu" not in set(frame["machine"])
-    assert frame.attrs["notes"] == ["old-gpu has no results at commit abd21111, so it is not in the tables; "
-                                    "its latest are at abc10000 (--commit abc10000)"]
+    commits = frame.groupby("machine")["commit"].unique().map(list).to_dict()
+    assert commits == {"cpu-box": [COMMIT_B], "gpu-box": [COMMIT_B], "old-gpu": [COMMIT_A]}
+    assert frame.attrs["notes"] == ["machines are at different commits (each its latest): cpu-box at abd21111, "
+                                    "gpu-box at abd21111, old-gpu at abc10000; --commit picks one for all"]
+    conv = family_tables(frame, BASELINES)["conv"]
+    assert conv.provenance == ["asv commit abd21111 (2026-11-21): cpu-box (cpu-box CPU, 2 threads), "
+                               "gpu-box (gpu-box CPU, 2 threads)",
+                               "asv commit abc10000 (2026-11-18): old-gpu (old-gpu CPU, 2 threads)"]
+    at_b = load_asv(asv_dir, "abd2")
+    assert "old-gpu" not in set(at_b["machine"])
+    assert at_b.attrs["notes"] == ["old-gpu has no results at commit abd21111, so it is not in the tables; "
+                                   "its latest are at abc10000 (--commit abc10000)"]
     assert load_asv(asv_dir, "abc1").attrs["notes"] == [
         "gpu-box has no results at commit abc10000, so it is not in the tables; its latest are at abd21111 "
         "(--commit abd21111)"]
@@ -202,8 +145,7 @@ def test_one_device_says_which_column_is_missing(asv_dir):
     inference = family_tables(load_asv(asv_dir), BASELINES)["inference"]
     assert list(inference.cells.columns) == ["original nn.Module @ cpu", "MatmulNet @ cpu"]   # one machine
     assert inference.cells.loc["batch 1000", "MatmulNet @ cpu"] == "4.00 s (5.00x)"
-    assert inference.notes == ["no cuda results: the GPU/CPU column is missing (run the benchmarks on a GPU "
-                               "machine; see README)"]
+    assert inference.notes == [f"no cuda results: the GPU/CPU column is missing ({GPU_HINT})"]
 
 
 def test_missing_baseline_falls_back_alphabetically_and_says_so(asv_dir):
@@ -241,7 +183,7 @@ def test_pytest_benchmark_entries(tmp_path):
     conv = family_tables(frame, BASELINES)["conv"]
     assert conv.cells.loc[C1, "numba @ cpu"] == "1.00 ms (4.00x)"
     assert conv.provenance == ["pytest-benchmark commit f2943890: laptop (Intel Core i7, 8 threads)"]
-    with pytest.raises(ValueError, match="no pytest-benchmark JSON at .*missing.json.*--benchmark-json"):
+    with pytest.raises(NoResultsError, match="no pytest-benchmark JSON at .*missing.json.*--benchmark-json"):
         load_pytest_benchmark([tmp_path / "missing.json"])
 
 
@@ -260,6 +202,15 @@ def test_write_outputs(asv_dir, tmp_path):
     assert (tmp_path / "out" / "bench_conv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_family_with_every_case_skipped_still_gets_its_chart(asv_dir, tmp_path):
+    """A GPU family whose cases all failed or were skipped has no time to draw: the chart says so."""
+    tables = family_tables(load_asv(asv_dir), BASELINES)
+    table = tables["conv"]
+    table.numbers = table.numbers.assign(seconds=math.nan)
+    path = bench_table.plot(table, tmp_path / "empty.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_run_prints_tables_and_comparison(asv_dir, tmp_path, capsys):
     path = write_pytest_json(tmp_path / "bench.json", [
         ("t", {"family": "conv", "case": C1, "implementation": "nn.Conv2d", "device": "cpu"}, 0.006)])
@@ -270,7 +221,8 @@ def test_run_prints_tables_and_comparison(asv_dir, tmp_path, capsys):
     assert "pytest-benchmark commit f2943890: laptop" in out and "note:" not in out and "nn.Conv2d @ cpu (laptop)" in out
     assert "no cuda results: the GPU/CPU column is missing" in out          # inference
     assert "## conv: commit abd21111 (B) against abc10000 (A)" in out
-    assert f"wrote 10 files to {tmp_path / 'out'}" in out
+    assert "## conv: CPU vs GPU, median time per call" in out
+    assert f"wrote 16 files to {tmp_path / 'out'}" in out          # 2 families x (3 + 3 CPU-vs-GPU) + 2 x 2 --vs
 
 
 def test_errors_name_the_path_and_what_to_run(tmp_path, asv_dir):
@@ -300,11 +252,16 @@ def test_add_arguments():
     parser = argparse.ArgumentParser()
     bench_table.add_arguments(parser)
     args = parser.parse_args(["--pytest-json", "a.json", "b.json", "--vs", "abc1", "--commit", "abd2"])
-    assert (args.asv_dir, args.pytest_json, args.commit, args.vs, args.out_dir) == (
-        ".asv/results", ["a.json", "b.json"], "abd2", "abc1", "runs/bench_table")
+    assert (args.asv_dir, args.pytest_json, args.commit, args.vs, args.out_dir, args.gpu, args.ppp) == (
+        None, ["a.json", "b.json"], "abd2", "abc1", "runs/bench_table", "H200", None)
+    args = parser.parse_args(["--asv-dir", ".asv/results", "docs/results/h200/asv", "--gpu", "A100", "--ppp", "0.3"])
+    assert (args.asv_dir, args.gpu, args.ppp) == ([".asv/results", "docs/results/h200/asv"], "A100", 0.3)
+    for wrong in (["--ppp", "1.5"], ["--ppp", "0"], ["--gpu", "TPU"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(wrong)
 
 
 def test_ratios_stay_readable_at_every_scale():
-    from models.reports.bench_table import format_ratio
+    from models.reports.bench_results import format_ratio
     assert [format_ratio(r) for r in (1466.2, 2.104, 0.0631, 0.0002, float("nan"))] == [
         "1,466x", "2.10x", "0.0631x", "5,000x slower", "n/a"]

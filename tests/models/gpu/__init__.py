@@ -1,0 +1,1 @@
+"""Tests of models.gpu: the GPU room's commands."""
