@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+import triton.testing
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages): the autotune space on a GPU, as plain data
 # so the compile report (triton_compile) walks exactly the configurations the launchers tune over.
@@ -146,7 +147,22 @@ def conv_kernel(
     tl.store(out, acc, mask=row_ok[:, None] & (rn < O)[None, :])
 
 
+AUTOTUNE_WARMUP_MS, AUTOTUNE_REP_MS = 5, 20      # per configuration, per new problem size (Triton's: 25, 100)
+
+
+def _short_bench(kernel_call, quantiles):
+    """The autotuner's timing of one configuration, shorter than Triton's default: a problem size
+    seen for the first time costs ~25 ms per configuration instead of ~125 ms."""
+    return triton.testing.do_bench(kernel_call, warmup=AUTOTUNE_WARMUP_MS, rep=AUTOTUNE_REP_MS, quantiles=quantiles)
+
+
 def autotuned(kernel, configs, key):
     """``kernel`` autotuned over ``configs`` (tuples as in GEMM_CONFIGS) on ``key``'s arguments."""
     return triton.autotune([triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-                            for m, n, k, w, s in configs], key=key)(kernel)
+                            for m, n, k, w, s in configs], key=key, do_bench=_short_bench)(kernel)
+
+
+def fixed(configs) -> dict:
+    """The first configuration as launch keywords: what runs when autotuning is off."""
+    m, n, k, warps, stages = configs[0]
+    return {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "num_warps": warps, "num_stages": stages}

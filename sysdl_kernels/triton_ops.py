@@ -12,7 +12,8 @@ The kernels are in ``triton_kernels``; each launcher's oracle sits beside it her
 On a CUDA GPU the kernels are compiled and the GEMM's and the convolution's block sizes
 autotuned per problem size (the configurations: ``triton_kernels.GEMM_CONFIGS`` and
 ``CONV_CONFIGS``; ``sysdl triton-report`` compiles every one for sm_80 and sm_90 and reports
-registers, spills, shared memory and occupancy). Without a GPU they run under Triton's
+registers, spills, shared memory and occupancy); SYSDL_TRITON_AUTOTUNE=0 runs the first
+configuration of each list instead (the GPU tests use it). Without a GPU they run under Triton's
 interpreter, which must be switched on with ``TRITON_INTERPRET=1`` *before* triton is imported
 (the tests' conftest does this): that is how they are tested on a CPU, correct but slow, so
 interpreter timings mean nothing. With neither, ``require_triton`` raises; nothing silently
@@ -82,7 +83,14 @@ def _kernels() -> SimpleNamespace:
     return SimpleNamespace(triton=triton, im2col=tk.im2col_kernel, gemm=tk.gemm_kernel, conv=tk.conv_kernel,
                            gemm_tuned=tk.autotuned(tk.gemm_kernel, tk.GEMM_CONFIGS, ["M", "N", "K"]),
                            conv_tuned=tk.autotuned(tk.conv_kernel, tk.CONV_CONFIGS, ["M", "K", "O"]),
-                           im2col_block=tk.IM2COL_BLOCK)
+                           im2col_block=tk.IM2COL_BLOCK, gemm_fixed=tk.fixed(tk.GEMM_CONFIGS),
+                           conv_fixed=tk.fixed(tk.CONV_CONFIGS))
+
+
+def autotune_enabled() -> bool:
+    """False with SYSDL_TRITON_AUTOTUNE=0 (the GPU tests: each new problem size would otherwise
+    time every configuration first); the first configuration of each list runs then."""
+    return os.environ.get("SYSDL_TRITON_AUTOTUNE", "1") != "0"
 
 
 def im2col_reference(x: torch.Tensor, kh: int, kw: int, channels_last: bool = False):
@@ -179,7 +187,10 @@ def gemm_bias_relu(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor, relu: b
             out.stride(0), out.stride(1))
     if mode() == "compiled":
         grid = lambda meta: (k.triton.cdiv(m, meta["BLOCK_M"]), k.triton.cdiv(n, meta["BLOCK_N"]))
-        k.gemm_tuned[grid](*args, RELU=relu, PRECISION=precision)
+        if autotune_enabled():
+            k.gemm_tuned[grid](*args, RELU=relu, PRECISION=precision)
+        else:
+            k.gemm[grid](*args, RELU=relu, PRECISION=precision, **k.gemm_fixed)
     else:                                     # the interpreter: one fixed, large tile (cost is per program)
         grid = (k.triton.cdiv(m, 256), k.triton.cdiv(n, 32))
         k.gemm[grid](*args, RELU=relu, PRECISION=precision, BLOCK_M=256, BLOCK_N=32, BLOCK_K=64)
@@ -235,7 +246,10 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     meta = dict(HAS_BIAS=bias is not None, RELU=relu, PRECISION=precision)
     if mode() == "compiled":
         grid = lambda cfg: (k.triton.cdiv(m, cfg["BLOCK_M"]), k.triton.cdiv(o, cfg["BLOCK_N"]))
-        k.conv_tuned[grid](*args, **meta)
+        if autotune_enabled():
+            k.conv_tuned[grid](*args, **meta)
+        else:
+            k.conv[grid](*args, **meta, **k.conv_fixed)
     else:                                     # the interpreter: large tiles (its cost is per program)
         block_n = min(64, max(16, 1 << (o - 1).bit_length()))
         grid = (k.triton.cdiv(m, 256), k.triton.cdiv(o, block_n))

@@ -230,7 +230,9 @@ def plan(machine: str, folder: Path, skip=()) -> list[Step]:
              LIMITS["environment"], ("environment.json",), summary=r"^gpu: "),
         Step("tests", (py, "-m", "pytest", *tests, "-q", "-x", "--benchmark-disable", "-p", "no:cacheprovider"),
              LIMITS["tests"], skip="" if tests else "no GPU test file here", summary=PYTEST_COUNTS,
-             note="compiled Triton kernels: TRITON_INTERPRET is removed from every step's environment"),
+             env={"SYSDL_TRITON_AUTOTUNE": "0"},
+             note="compiled Triton kernels (TRITON_INTERPRET is removed from every step's environment), "
+                  "each list's first configuration: autotuning every new test shape would not fit the limit"),
         Step("cases", (py, "-m", "pytest", BENCH_TESTS, "-k", "cuda", "--benchmark-disable", "-q",
                        "-p", "no:cacheprovider", "-p", "models.gpu.check"),
              LIMITS["cases"], (CASES_FILE,), env={CASES_ENV: str(out / CASES_FILE)}, summary=PYTEST_COUNTS),
