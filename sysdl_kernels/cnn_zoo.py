@@ -179,6 +179,32 @@ def network_costs(name: str) -> list:
     return analyze(layers, shape)
 
 
+def distinct_conv_layers(names=("alexnet", "vgg19", "resnet50")) -> dict[str, dict]:
+    """label -> conv geometry of every distinct convolution of the named networks: the first
+    layer of each (in, out, H x W, kernel, stride, padding) seen, labelled "<network> <layer>
+    <C>->{O} <H>x<W> k<K>[ s<S>][ p<P>]"; groups are left out (the kernels take groups=1)."""
+    layers, seen = {}, set()
+    for network in names:
+        for cost in network_costs(network):
+            conv = cost.layer
+            if cost.kind != "conv" or conv.groups != 1:
+                continue
+            c, h, w = cost.input_shape
+            kh, kw = (conv.kernel, conv.kernel) if isinstance(conv.kernel, int) else conv.kernel
+            stride = conv.stride if isinstance(conv.stride, int) else conv.stride[0]
+            padding = conv.padding if isinstance(conv.padding, int) else conv.padding[0]
+            key = (c, conv.out_channels, h, w, kh, kw, stride, padding)
+            if key in seen:
+                continue
+            seen.add(key)
+            label = (f"{network} {cost.name.split(':')[0]} {c}->{conv.out_channels} {h}x{w} k{kh}"
+                     + (f"x{kw}" if kw != kh else "") + (f" s{stride}" if stride != 1 else "")
+                     + (f" p{padding}" if padding else ""))
+            layers[label] = {"in_channels": c, "out_channels": conv.out_channels, "height": h, "width": w,
+                             "kernel": (kh, kw), "stride": stride, "padding": padding}
+    return layers
+
+
 if __name__ == "__main__":
     from sysdl_kernels.flops import analyze, totals
     for name, (layers, shape) in ZOO.items():

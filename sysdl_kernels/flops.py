@@ -130,6 +130,8 @@ class LayerCost:
     other_flops: int          # bias adds, ReLU comparisons, pooling, BatchNorm, residual adds
     input_activations: int = 0   # elements read from the inputs (all of them for Concat / add)
     kind: str = ""               # "conv", "linear", "batchnorm", "maxpool", "concat", "add", ...
+    input_shape: tuple = ()      # the leaf layer's input (C, H, W) or (features,)
+    layer: object = None         # the leaf layer's description (Conv, Linear, ...), None for concat / add
 
     @property
     def params(self) -> int:
@@ -285,7 +287,8 @@ def _visit(layer, shape, name: str, costs: list):
     kind, cost = _LEAVES[type(layer)]
     out, weights, biases, macs, other = cost(layer, shape, name)
     kind = kind or f"{layer.kind}pool"
-    costs.append(LayerCost(name, out, _count(out), weights, biases, macs, 2 * macs, other, _count(shape), kind))
+    costs.append(LayerCost(name, out, _count(out), weights, biases, macs, 2 * macs, other, _count(shape), kind,
+                           tuple(shape), layer))
     return out
 
 

@@ -14,6 +14,7 @@ A stage is skipped when its outputs exist and are current:
     select       runs/pruned_selected.pt is newer than the session's state.json
     infer-bench  runs/infer_bench.csv is newer than both models
     benchmarks   runs/bench.json (pytest-benchmark) was measured at this git commit, after both models
+                 (every family but the classic networks' layers: `asv run -b bench_classic` times those)
     bench-table  always runs (seconds): it reads runs/bench.json and any asv results
 
 ``--quick`` writes everything under runs/quick/ (so it never touches a full run's files): 2
@@ -119,7 +120,7 @@ def stages(quick: bool = False, heuristic: str = "l1", schedule: str = "global",
               [paths.infer_csv, paths.root / "infer_bench.png"],
               lambda: (f"{paths.infer_csv} is newer than both models"
                        if _newer(paths.infer_csv, paths.base, paths.selected) else None)),
-        Stage("benchmarks", ["-m", "pytest", str(ROOT / "tests/benchmarks/test_benchmarks.py"), "-q", "-k", "test_benchmark_case",
+        Stage("benchmarks", ["-m", "pytest", str(ROOT / "tests/benchmarks/test_benchmarks.py"), "-q", "-k", "test_benchmark_case and not classic",
                              "--benchmark-only", f"--benchmark-json={paths.bench_json}", *bench_rounds],
               [paths.bench_json], lambda: _bench_current(paths.bench_json, paths.base, paths.selected), env=model_env),
         Stage("bench-table", [*sysdl, "bench-table", "--pytest-json", str(paths.bench_json),

@@ -20,7 +20,9 @@ compared with the baseline on the CPU and says so ("vs cpu"). Where a machine ha
 CUDA times, a "GPU/CPU" column per implementation gives CPU time / CUDA time. Cases asv skipped
 (NotImplementedError in setup, e.g. no GPU) or that failed are missing values, never zeros.
 Tables go to the terminal (markdown) and to OUT_DIR as bench_<family>.md, .csv (numbers) and
-.png (bar chart); the CPU-vs-GPU tables as bench_<family>_gpu.md, .csv and .png.
+.png (bar chart); the CPU-vs-GPU tables as bench_<family>_gpu.md, .csv and .png; the percent of
+roofline of every timed case as bench_<family>_roofline.md and .png (models/reports/roofline.py),
+its numbers as columns of bench_<family>.csv.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.reports import gpu_table
+from models.reports import gpu_table, roofline
 from models.reports.bench_results import (GPU_HINT, PYTEST_HINT, NoResultsError, baseline_of, default_asv_dirs,
                                           format_ratio, format_seconds, is_gpu, load_asv,
                                           load_pytest_benchmark, provenance, ratio, read_asv, resolve_commit, tidy)
-from models.shared.artifacts import MAIN
+from models.shared.artifacts import MACHINE_DIR, MAIN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +51,7 @@ class FamilyTable:
     family: str
     baseline: str
     cells: pd.DataFrame                 # index case, columns "impl @ device (machine)", strings
-    numbers: pd.DataFrame               # one row per timing: seconds, speedup, gpu_over_cpu, ...
+    numbers: pd.DataFrame               # one row per timing: seconds, speedup, gpu_over_cpu, roofline, ...
     provenance: list[str] = field(default_factory=list)     # "asv commit ... on machine (cpu, threads)"
     notes: list[str] = field(default_factory=list)          # baseline fallbacks, missing devices
 
@@ -147,17 +149,19 @@ def _cells(numbers, baseline: str, origins: dict) -> pd.DataFrame:
     return pd.DataFrame(table, index=pd.Index(cases, name="case"))
 
 
-def family_tables(frame, baselines: dict[str, str] | None = None) -> dict[str, FamilyTable]:
+def family_tables(frame, baselines: dict[str, str] | None = None,
+                  roofs: roofline.Roofs | None = None) -> dict[str, FamilyTable]:
     """family -> FamilyTable, from a long frame (load_asv / load_pytest_benchmark, concatenated).
-    baselines: family -> implementation; default: the baseline each family's results record."""
+    baselines: family -> implementation; default: the baseline each family's results record.
+    roofs: the peaks for the numbers' roofline columns (roofline.read_roofs); default none."""
     tables = {}
     for family, rows in frame.groupby("family", sort=False):
         rows = rows.reset_index(drop=True)
         baseline, note = baseline_of(family, rows, baselines)
-        numbers = _with_speedups(rows, baseline)
+        numbers = roofline.utilisation(_with_speedups(rows, baseline), roofs)
         origins = _origins(numbers)
         numbers = numbers[["case", "implementation", "device", "machine", "source", "commit", "threads",
-                           "seconds", "speedup", "baseline_device", "gpu_over_cpu"]]
+                           "seconds", "speedup", "baseline_device", "gpu_over_cpu", *roofline.UTILISATION_COLUMNS]]
         tables[family] = FamilyTable(family, baseline, _cells(numbers, baseline, origins), numbers,
                                      provenance(rows), ([note] if note else []) + _device_notes(numbers))
     return tables
@@ -320,25 +324,31 @@ def _load(asv_dirs, pytest_json, commit: str | None, vs: str | None):
 
 def run(asv_dir=None, pytest_json=(), commit: str | None = None, vs: str | None = None,
         out_dir: str | Path = MAIN.tables, baselines: dict[str, str] | None = None,
-        gpu: str = gpu_table.DEFAULT_GPU, ppp: float | None = None) -> int:
-    """Print the family tables, the CPU-vs-GPU tables (and the --vs comparison), write them to
-    out_dir; returns 0. asv_dir: a directory or several; None: default_asv_dirs()."""
+        gpu: str = gpu_table.DEFAULT_GPU, ppp: float | None = None, machine_dir: str | Path = MACHINE_DIR) -> int:
+    """Print the family tables, the CPU-vs-GPU tables, the rooflines (and the --vs comparison),
+    write them to out_dir; returns 0. asv_dir: a directory or several; None: default_asv_dirs().
+    The CPU peaks come from bench_machine's results in the same asv directories, else from
+    machine_dir (`sysdl machine`'s files); the GPU's from the --gpu datasheet."""
     asv_dirs = default_asv_dirs() if asv_dir is None else [asv_dir] if isinstance(asv_dir, (str, Path)) else asv_dir
     prediction = gpu_table.make_prediction(gpu, ppp)
     frame, notes = _load(asv_dirs, pytest_json, commit, vs)
-    tables = family_tables(frame, baselines)
+    roofs = roofline.read_roofs(asv_dirs, prediction.key, machine_dir)
+    tables = family_tables(frame, baselines, roofs)
     gpu_tables = gpu_table.gpu_tables(frame, prediction, baselines)
+    rooflines = roofline.roofline_tables(frame, roofs)
     for family, table in tables.items():
-        table.notes += notes
-        gpu_tables[family].notes += notes
+        for each in (table, gpu_tables[family], rooflines[family]):
+            each.notes += notes
         print(to_markdown(table))
         print(gpu_table.to_markdown(gpu_tables[family]))
+        print(roofline.to_markdown(rooflines[family]))
     comparisons = None
     if vs:
         comparisons = compare_commits(asv_dirs, vs, commit)
         for family, comparison in comparisons.items():
             print(comparison_markdown(family, comparison))
-    written = write_outputs(tables, out_dir, comparisons) + gpu_table.write_outputs(gpu_tables, out_dir)
+    written = (write_outputs(tables, out_dir, comparisons) + gpu_table.write_outputs(gpu_tables, out_dir)
+               + roofline.write_outputs(rooflines, out_dir))
     print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
     return 0
 

@@ -45,9 +45,10 @@ def test_asv_check_finds_no_problem(asv):
 def sample() -> dict[str, str]:
     """benchmark name -> the asv --bench regex of the one case of it that runs: each family's
     baseline on its first case, on the CPU (asv matches `name(param0, param1, ...)`, reprs)."""
-    from benchmarks import bench_conv, bench_inference, bench_layers, bench_lowering
+    from benchmarks import bench_classic, bench_conv, bench_inference, bench_layers, bench_lowering
     timed = {"ConvForward.time_forward": bench_conv.CONV, "ScratchLayers.time_layer": bench_layers.LAYER_FAMILY,
-             "Inference.time_predict": bench_inference.INFERENCE, "LoweringKernels.time_kernel": bench_lowering.LOWERING}
+             "Inference.time_predict": bench_inference.INFERENCE, "LoweringKernels.time_kernel": bench_lowering.LOWERING,
+             "ClassicConv.time_forward": bench_classic.CLASSIC}
     regexes = {name: re.escape(f"{name}({family.cases[0]!r}, {family.baseline!r}, 'cpu')") + "$"
                for name, family in timed.items()}
     regexes["ScratchEpoch.track_numba_epoch_vs_pytorch"] = re.escape("ScratchEpoch.track_numba_epoch_vs_pytorch")

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import bench_conv, bench_inference, bench_layers, bench_lowering
+from benchmarks import bench_classic, bench_conv, bench_inference, bench_layers, bench_lowering
 from benchmarks.common import (PARAM_NAMES, CaseWork, ImplementationWork, TimedFamily, assert_matches, on_device,
                                threads, torch_precision)
 
-FAMILIES = [bench_conv.CONV, bench_layers.LAYER_FAMILY, bench_inference.INFERENCE, bench_lowering.LOWERING]
+FAMILIES = [bench_conv.CONV, bench_layers.LAYER_FAMILY, bench_inference.INFERENCE, bench_lowering.LOWERING,
+            bench_classic.CLASSIC]
 CASES = [pytest.param(family, *case, id=f"{family.name}-{'-'.join(case)}")
          for family in FAMILIES for case in family.all_cases()]
 
@@ -43,19 +44,38 @@ def test_benchmark_case(benchmark, family, case, implementation, device):
 
 def test_every_asv_time_class_uses_a_family_and_the_shared_parameter_names():
     classes = [bench_conv.ConvForward, bench_conv.ConvThroughput, bench_layers.ScratchLayers,
-               bench_inference.Inference, bench_lowering.LoweringKernels]
+               bench_inference.Inference, bench_lowering.LoweringKernels, bench_classic.ClassicConv]
     for cls in classes:
         assert issubclass(cls, TimedFamily) and cls.param_names == PARAM_NAMES
         assert cls.params == cls.family.params and cls.family in FAMILIES
 
 
 C1 = "conv1 1->16 28x28"
-WORK_CLASSES = [bench_conv.ConvWork, bench_lowering.LoweringWork, bench_layers.LayerWork, bench_inference.InferenceWork]
+WORK_CLASSES = [bench_conv.ConvWork, bench_lowering.LoweringWork, bench_layers.LayerWork, bench_inference.InferenceWork,
+                bench_classic.ClassicWork]
+
+
+def test_classic_layers_cover_three_networks_at_two_batches():
+    layers = bench_classic.layers()
+    assert len(layers) >= 20
+    assert {label.split()[0] for label in layers} == {"alexnet", "vgg19", "resnet50"}
+    assert len(bench_classic.CLASSIC.cases) == 2 * len(layers)
+    # a layer's work is its batch times one image's: VGG19's 64->64 224x224 3x3, 2 x 64 x 64 x 9 x 224^2 MACs
+    flops, moved = bench_classic.classic_work("vgg19 features.2 64->64 224x224 k3 p1, batch 4", "nn.Conv2d")
+    assert flops == 4 * (2 * 64 * 64 * 9 * 224 * 224 + 64 * 224 * 224)
+    assert moved == 4 * (4 * 2 * 64 * 224 * 224) + 4 * (64 * 64 * 9 + 64)
+
+
+def test_a_slow_classic_case_is_skipped_saying_why(monkeypatch):
+    monkeypatch.setattr(bench_classic, "SKIP_RATES", {"numba": 1e6})
+    with pytest.raises(NotImplementedError, match=r"numba would take about \d+ s a call"):
+        bench_classic.classic_forward("vgg19 features.2 64->64 224x224 k3 p1, batch 4", "numba")
 
 
 def test_every_family_records_its_work_in_asv():
     assert [cls.family for cls in WORK_CLASSES] == [bench_conv.CONV, bench_lowering.LOWERING,
-                                                    bench_layers.LAYER_FAMILY, bench_inference.INFERENCE]
+                                                    bench_layers.LAYER_FAMILY, bench_inference.INFERENCE,
+                                                    bench_classic.CLASSIC]
     assert {cls.family.name for cls in WORK_CLASSES} == {family.name for family in FAMILIES}
     for cls in WORK_CLASSES:
         assert issubclass(cls, CaseWork) and not inspect.isabstract(cls)
