@@ -14,6 +14,8 @@ What is read (the schema of benchmarks/common.py, as the results record it; neve
   "implementation"]`` (the ``*Work`` classes), joined to the timings of the same machine, commit,
   family and case (and implementation); pytest-benchmark's extra_info ``flops`` and ``bytes``.
   NaN where not recorded.
+- the machine's peaks (``read_machine_figures``, for models/reports/roofline.py): asv
+  ``bench_machine`` tracks, the theoretical FMA peak, GEMM rates per path, triad bandwidth per level.
 
 Several asv directories: this machine's ``.asv/results`` and the GPU results `sysdl gpu-check`
 commits (``docs/results/<machine>/asv``, a copy of asv's results directory for that machine).
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 PARAM_NAMES = ["case", "implementation", "device"]
 WORK_PARAM_NAMES = (["case"], ["case", "implementation"])        # per case, or per implementation too
 WORK_TRACKS = {"track_flops": "flops", "track_bytes": "bytes"}     # asv method -> frame column
+# benchmarks/bench_machine.py's tracks (class.method -> figure), read for the roofline
+MACHINE_TRACKS = {"MachineCompute.track_fma_peak": "fma_peak", "MachineCompute.track_gemm": "gemm",
+                  "MachineBandwidth.track_triad": "triad"}
 TF32_SUFFIX = " tf32"       # an implementation named "<name> tf32" runs on the tensor cores (CUDA only)
 ASV_HINT = "run `asv run --python=same --set-commit-hash $(git rev-parse HEAD)` first (README, \"Tracking speedups\")"
 PYTEST_HINT = ("run `.venv/bin/python -m pytest tests/benchmarks/test_benchmarks.py --benchmark-only "
@@ -116,10 +121,15 @@ def _values(result, name: str, spec: dict):
         yield tuple(map(_param_value, combination)), math.nan if value is None else float(value)
 
 
+def _threads_of(result) -> float:
+    """The threads an asv run used: benchmarks.common.threads() takes $SYSDL_BENCH_THREADS, else
+    every core asv counted."""
+    return _number(result.env_vars.get("SYSDL_BENCH_THREADS") or result.params.get("num_cpu"))
+
+
 def _asv_rows(result, benchmarks: dict, machine: str, results_dir: str) -> tuple[list[dict], list[dict]]:
     """(timing rows, work rows) of one asv result file (one machine, commit and environment)."""
-    # benchmarks.common.threads() uses $SYSDL_BENCH_THREADS, else every core asv counted.
-    threads = _number(result.env_vars.get("SYSDL_BENCH_THREADS") or result.params.get("num_cpu"))
+    threads = _threads_of(result)
     origin = {"source": "asv", "results_dir": results_dir, "machine": machine, "commit": result.commit_hash,
               "env": result.env_name}
     timings, work = [], []
@@ -142,8 +152,9 @@ def _asv_rows(result, benchmarks: dict, machine: str, results_dir: str) -> tuple
     return timings, work
 
 
-def _read_asv_dir(results_dir: Path):
-    """(timing rows, work rows, number of commits seen) of every result file under one directory."""
+def _result_files(results_dir: Path):
+    """(benchmarks.json's specs, asv Results, machine name) per result file under one directory;
+    NoResultsError when the directory or its benchmarks.json is missing."""
     from asv import util
     from asv.results import Results, iter_results_paths
 
@@ -156,7 +167,6 @@ def _read_asv_dir(results_dir: Path):
         benchmarks = util.load_json(str(index), api_version=2)
     except util.UserError as err:
         raise NoResultsError(f"cannot read {index} ({err}): {ASV_HINT}") from err
-    timings, work, commits = [], [], set()
     for root, filename, machine in iter_results_paths(str(results_dir)):
         path = Path(root, filename)
         try:
@@ -164,6 +174,13 @@ def _read_asv_dir(results_dir: Path):
         except util.UserError as err:        # what asv itself does with an unreadable file
             warnings.warn(f"skipped {path}: {err}", stacklevel=2)
             continue
+        yield benchmarks, result, machine
+
+
+def _read_asv_dir(results_dir: Path):
+    """(timing rows, work rows) of every result file under one directory."""
+    timings, work, commits = [], [], set()
+    for benchmarks, result, machine in _result_files(results_dir):
         commits.add(result.commit_hash)
         more_timings, more_work = _asv_rows(result, benchmarks, machine, str(results_dir))
         timings += more_timings
@@ -186,6 +203,12 @@ def _machines_told_apart(frame, column: str = "machine"):
     """A machine name that several directories use for different runs becomes 'name (directory)'."""
     dirs = frame.groupby(column)["results_dir"].transform("nunique")
     return frame.assign(**{column: frame[column].where(dirs < 2, frame[column] + " (" + frame["results_dir"] + ")")})
+
+
+def machine_name(machine: str, results_dir: str) -> str:
+    """The name the machine's results are filed under: the frame's machine without the
+    ' (directory)' that _machines_told_apart may have added."""
+    return machine.removesuffix(f" ({results_dir})")
 
 
 def _wide(work, keys: list[str]):
@@ -233,6 +256,32 @@ def read_asv(results_dirs) -> tuple[pd.DataFrame, list[str]]:
                                              "benchmark", "case", "implementation", "quantity", "value", "started_at"])
     frame = _with_work(_one_copy_per_run(frame), _one_copy_per_run(work_frame))
     return _machines_told_apart(frame)[COLUMNS], errors
+
+
+def read_machine_figures(results_dirs) -> pd.DataFrame:
+    """benchmarks/bench_machine.py's figures under results_dirs, every machine and commit: one row
+    per figure ("fma_peak", "gemm", "triad"), its parameter (the GEMM path, the cache level; "" for
+    the peak) and value (GFLOP/s or GB/s, as recorded), with results_dir, machine (as filed),
+    commit, date, started_at and threads. A directory without asv results adds no rows."""
+    import pandas as pd
+    rows = []
+    for results_dir in map(Path, results_dirs):
+        try:
+            files = list(_result_files(results_dir))
+        except NoResultsError:
+            continue
+        for benchmarks, result, machine in files:
+            origin = {"results_dir": str(results_dir), "machine": machine, "commit": result.commit_hash,
+                      "date": result.date, "threads": _threads_of(result)}
+            for name in result.get_all_result_keys():
+                figure = MACHINE_TRACKS.get(".".join(name.rsplit(".", 2)[-2:]))
+                if figure is None or name not in benchmarks:
+                    continue
+                rows += [{**origin, "started_at": result.started_at.get(name) or 0, "figure": figure,
+                          "param": names[0] if names else "", "value": value}
+                         for names, value in _values(result, name, benchmarks[name]) if not math.isnan(value)]
+    return pd.DataFrame(rows, columns=["results_dir", "machine", "commit", "date", "started_at", "threads",
+                                       "figure", "param", "value"])
 
 
 def _git_rev_parse(name: str) -> str | None:

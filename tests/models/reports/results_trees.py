@@ -23,14 +23,27 @@ PARAMS = {CONV: [[C1, C2], ["nn.Conv2d", "numba", "triton"], ["cpu", "cuda"]],
 INFERENCE_FLOPS = "bench_inference.InferenceWork.track_flops"
 WORK_PARAMS = {LOWERING_FLOPS: PARAMS[LOWERING][:1], LOWERING_BYTES: PARAMS[LOWERING][:1],     # per case
                INFERENCE_FLOPS: PARAMS[INFERENCE][:2]}                                        # per implementation
+# benchmarks/bench_machine.py: the theoretical peak (no params), GEMM rates per path (GFLOP/s),
+# triad bandwidth per level (GB/s)
+FMA_PEAK = "bench_machine.MachineCompute.track_fma_peak"
+GEMM = "bench_machine.MachineCompute.track_gemm"
+TRIAD = "bench_machine.MachineBandwidth.track_triad"
+GEMM_PATHS, LEVELS = ["torch.mm", "F.linear", "numpy @", "sysdl numba"], ["L1", "L2", "L3", "memory"]
+MACHINE_PARAMS = {FMA_PEAK: ([], []), GEMM: (["path"], [GEMM_PATHS]), TRIAD: (["level"], [LEVELS])}
 COLUMNS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b",
            "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
 ENV = "existing-py_work_main_.venv_bin_python3.11-OPENBLAS_THREAD_TIMEOUT4"
 
 
+def flat_times(benchmark: str, times: dict) -> list:
+    """asv's flat result list for a benchmark of PARAMS: times maps (case, implementation, device)
+    -> seconds; in itertools.product order, None where skipped."""
+    return [times.get(key) for key in itertools.product(*PARAMS[benchmark])]
+
+
 def conv_times(times: dict) -> list:
-    """asv's flat result list for CONV: seconds in itertools.product order, None where skipped."""
-    return [times.get(key) for key in itertools.product(*PARAMS[CONV])]
+    """asv's flat result list for CONV (see flat_times)."""
+    return flat_times(CONV, times)
 
 
 def write_benchmarks_json(root):
@@ -40,6 +53,8 @@ def write_benchmarks_json(root):
     index = {name: spec(name, "time", ["case", "implementation", "device"], params) for name, params in PARAMS.items()}
     index.update({name: {**spec(name, "track", ["case", "implementation"][:len(params)], params),
                          "unit": "FLOP" if name.endswith("flops") else "B"} for name, params in WORK_PARAMS.items()})
+    index.update({name: {**spec(name, "track", param_names, params), "unit": "GB/s" if name == TRIAD else "GFLOP/s"}
+                  for name, (param_names, params) in MACHINE_PARAMS.items()})
     index["bench_conv.ConvForward.peakmem_forward"] = spec("bench_conv.ConvForward.peakmem_forward", "peakmem",
                                                            ["case", "implementation", "device"], PARAMS[CONV])
     index["bench_conv.ConvForwardRatios.track_ratio"] = spec("bench_conv.ConvForwardRatios.track_ratio", "track",
@@ -58,7 +73,8 @@ def write_result(root, machine, commit, date, results: dict, env=ENV, started_at
     (root / machine / "machine.json").write_text(json.dumps({**info, "version": 1}))
     rows = {}
     for name, values in results.items():
-        params = [[repr(v) for v in p] for p in {**PARAMS, **WORK_PARAMS}.get(name, [[C1, C2]])]
+        all_params = {**PARAMS, **WORK_PARAMS, **{n: params for n, (_, params) in MACHINE_PARAMS.items()}}
+        params = [[repr(v) for v in p] for p in all_params.get(name, [[C1, C2]])]
         stats = [None if v is None else v * 0.9 for v in values]
         rows[name] = [values, params, "v1", started_at, 3.5, stats, stats, stats, stats,
                       [None if v is None else 10 for v in values], [None if v is None else 5 for v in values]]
@@ -102,3 +118,10 @@ def write_cpu_and_gpu_dirs(root):
     write_result(cpu, "cpu-box", COMMIT_B, DATE_B, {LOWERING: CPU_BOX_LOWERING, **LOWERING_WORK})
     write_result(gpu, "h200-node", COMMIT_A, DATE_A, {LOWERING: H200_NODE_LOWERING, **LOWERING_WORK})
     return cpu, gpu
+
+
+def machine_figures(fma_peak: float | None, gemm: dict, triad: dict) -> dict:
+    """bench_machine's results for write_result: GFLOP/s and GB/s as asv records them; a path or
+    level missing from gemm or triad is skipped (None), fma_peak None leaves the peak out."""
+    figures = {GEMM: [gemm.get(path) for path in GEMM_PATHS], TRIAD: [triad.get(level) for level in LEVELS]}
+    return figures if fma_peak is None else {FMA_PEAK: [fma_peak], **figures}

@@ -222,7 +222,10 @@ def test_run_prints_tables_and_comparison(asv_dir, tmp_path, capsys):
     assert "no cuda results: the GPU/CPU column is missing" in out          # inference
     assert "## conv: commit abd21111 (B) against abc10000 (A)" in out
     assert "## conv: CPU vs GPU, median time per call" in out
-    assert f"wrote 16 files to {tmp_path / 'out'}" in out          # 2 families x (3 + 3 CPU-vs-GPU) + 2 x 2 --vs
+    assert "## conv: percent of roofline" in out and "no work recorded" in out     # no *Work results here
+    # 2 families x (3 + 3 CPU-vs-GPU + 2 roofline) + 2 x 2 --vs
+    assert f"wrote 20 files to {tmp_path / 'out'}" in out
+    assert "bench_conv_roofline.md, bench_conv_roofline.png" in out
 
 
 def test_errors_name_the_path_and_what_to_run(tmp_path, asv_dir):
