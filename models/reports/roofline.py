@@ -19,6 +19,11 @@ timings) and t its median time:
 Above 100% a case ran faster than main memory allows: its working set stayed in a cache (the
 chart's dashed slopes are the caches' bandwidths).
 
+Beside it, the PALEO prediction of each case (sysdl_kernels.perf_model: compute at P plus traffic
+at B, in sequence, at PPP 1, labelled predicted) and the measured PPP: the prediction's time over
+the measured one, the fraction of both peaks the run reached; where it is far from the family's
+other cases the prediction fails for that layer.
+
 Where the peaks come from (each table's notes say which were used):
   * cpu rows: the machine's own measurements by benchmarks/bench_machine.py in its asv results (the
     latest commit of that machine that has them, from the same results directory first), else
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING
 from models.reports.bench_results import (format_seconds, is_gpu, machine_name, precision_of, provenance, ratio,
                                           read_machine_figures)
 from models.shared.artifacts import MACHINE_DIR
+from sysdl_kernels.perf_model import exact_ppp, layer_seconds, probed_device
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,9 +57,9 @@ RECORD_PEAKS = ("`asv run --python=same --set-commit-hash $(git rev-parse HEAD) 
                 "or `sysdl machine` there (runs/machine/<machine>.json)")
 NO_PEAKS = "no peaks: run `asv run ... -b bench_machine` or `sysdl machine`"
 UTILISATION_COLUMNS = ["flops", "bytes", "gflop_per_s", "gb_per_s", "flop_per_byte", "roof_gflop_per_s",
-                       "roof_gb_per_s", "percent_of_roof", "bound", "peaks"]
+                       "roof_gb_per_s", "percent_of_roof", "bound", "paleo_seconds", "measured_ppp", "peaks"]
 CELL_COLUMNS = ["case", "implementation", "device", "machine", "time", "GFLOP/s", "GB/s", "FLOP/B", "roof",
-                "% of roof", "bound", "peaks"]
+                "% of roof", "bound", "PALEO at PPP 1 (predicted)", "measured PPP", "peaks"]
 
 
 @dataclass(frozen=True)
@@ -188,16 +194,21 @@ def _row_figures(flops: float, moved: float, seconds: float, peaks: Peaks | None
     figures = {"flops": flops, "bytes": moved, "gflop_per_s": ratio(flops, seconds) / GIGA,
                "gb_per_s": ratio(moved, seconds) / GIGA, "flop_per_byte": ratio(flops, moved) if flops > 0 else flops,
                "roof_gflop_per_s": math.nan, "roof_gb_per_s": math.nan, "percent_of_roof": math.nan, "bound": "",
-               "peaks": peaks.name if peaks else ""}
+               "paleo_seconds": math.nan, "measured_ppp": math.nan, "peaks": peaks.name if peaks else ""}
     if peaks is None or math.isnan(flops) or math.isnan(moved):
         return figures
     compute_seconds, memory_seconds = flops / peaks.compute, moved / peaks.memory
     at_roof = max(compute_seconds, memory_seconds)          # the time of one call at the roof
     if not at_roof > 0:
         return figures
+    # PALEO (sysdl_kernels.perf_model): compute and traffic in sequence, R + C + W, on the same peaks
+    # at PPP 1; the measured PPP is the fraction of both peaks the run reached (the prediction's
+    # time over the measured one).
+    paleo = layer_seconds(flops, moved, probed_device(peaks.compute, peaks.memory, peaks.name), ppp=1.0)
     return {**figures, "roof_gflop_per_s": flops / at_roof / GIGA, "roof_gb_per_s": moved / at_roof / GIGA,
             "percent_of_roof": 100 * ratio(at_roof, seconds),
-            "bound": "compute" if compute_seconds >= memory_seconds else "memory"}
+            "bound": "compute" if compute_seconds >= memory_seconds else "memory",
+            "paleo_seconds": paleo, "measured_ppp": exact_ppp(paleo, seconds) if seconds > 0 else math.nan}
 
 
 def _peaks_per_row(frame, roofs: Roofs) -> list[Peaks | None]:
@@ -256,6 +267,8 @@ def _cell_row(row) -> dict:
             "GFLOP/s": format_figures(row.gflop_per_s) if arithmetic else "no arithmetic",
             "GB/s": format_figures(row.gb_per_s), "FLOP/B": format_figures(row.flop_per_byte),
             "roof": roof if row.peaks and not no_work else "n/a", "% of roof": percent, "bound": row.bound,
+            "PALEO at PPP 1 (predicted)": format_seconds(row.paleo_seconds) if row.peaks and not no_work else "n/a",
+            "measured PPP": format_figures(row.measured_ppp) if row.peaks and not no_work else "n/a",
             "peaks": row.peaks or "none"}
 
 

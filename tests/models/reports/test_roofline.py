@@ -70,6 +70,16 @@ def test_known_numbers_give_exact_percentages(tmp_path):
     assert len(table.cells) == 2                         # only the timed rows, the skipped ones left out
 
 
+def test_paleo_prediction_and_measured_ppp_beside_the_time(tmp_path):
+    """PALEO on the same peaks at PPP 1: 1e9 FLOP at 100 GFLOP/s + 1e9 B at 10 GB/s = 0.11 s; the
+    case took 0.2 s, so it reached a PPP of 0.55 (the roofline's max() says 50% of its roof)."""
+    times = {(G1, "torch", "cpu"): 0.2}
+    numbers, cells = row(lowering_table(write_lowering(tmp_path / "results", "cpu-box", times, INTENSITY_1, FIGURES)),
+                         G1, "torch")
+    assert numbers["paleo_seconds"] == pytest.approx(0.11) and numbers["measured_ppp"] == pytest.approx(0.55)
+    assert (cells["PALEO at PPP 1 (predicted)"], cells["measured PPP"]) == ("110 ms", "0.55")
+
+
 def test_a_case_past_the_ridge_is_compute_bound(tmp_path):
     times = {(G1, "torch", "cpu"): 20.0}                 # 1e12 FLOP in 20 s: 50 GFLOP/s of the 100 roof
     numbers, cells = row(lowering_table(write_lowering(tmp_path / "r", "cpu-box", times, INTENSITY_1000, FIGURES)),
