@@ -6,7 +6,7 @@
 The commands (README, "Commands", has the map):
     train, bench-train, gradcheck, scratch, prune, report prune, report sweep, sweep, infer-bench,
     pipeline, bench-table, allreduce-bench, scaling, study, analyze, predict-time, optimus,
-    machine, triton-report, gpu-check
+    machine, growth, triton-report, gpu-check
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ COMMANDS = (
     ("optimus", "models.analysis.optimus", "Optimus loss-curve and parameter-server speed models: fits and predictions"),
     ("machine", "models.analysis.machine",
      "this machine's limits: theoretical FMA peak, GEMM rates by path, cache and memory bandwidth"),
+    ("growth", "models.analysis.growth",
+     "time against FLOPs per implementation: fitted rates, where each leaves its linear regime and why (caches)"),
     ("triton-report", "models.gpu.triton_report",
      "compile every Triton kernel for sm_80/sm_90 (no GPU needed): registers, spills, occupancy"),
     ("gpu-check", "models.gpu.check",
