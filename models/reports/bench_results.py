@@ -480,3 +480,20 @@ def format_ratio(ratio: float) -> str:
 
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else math.nan     # NaN > 0 is False
+
+
+def write_family_files(tables: dict, out_dir, suffix: str, to_markdown, plot, with_csv: bool = True) -> list[Path]:
+    """bench_<family><suffix>.md (to_markdown(table)), .csv (table.numbers, unless with_csv is
+    False) and .png (plot(table, path)) per family in ``tables``; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for family, table in tables.items():
+        stem = f"bench_{family}{suffix}"
+        (out / f"{stem}.md").write_text(to_markdown(table), encoding="utf-8")
+        written.append(out / f"{stem}.md")
+        if with_csv:
+            table.numbers.to_csv(out / f"{stem}.csv", index=False)
+            written.append(out / f"{stem}.csv")
+        written.append(plot(table, out / f"{stem}.png"))
+    return written

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 from models.reports import gpu_table, roofline
 from models.reports.bench_results import (GPU_HINT, PYTEST_HINT, NoResultsError, baseline_of, default_asv_dirs,
                                           format_ratio, format_seconds, is_gpu, load_asv,
-                                          load_pytest_benchmark, provenance, ratio, read_asv, resolve_commit, tidy)
+                                          load_pytest_benchmark, provenance, ratio, read_asv, resolve_commit, tidy,
+                                          write_family_files)
 from models.shared.artifacts import MACHINE_DIR, MAIN
 
 if TYPE_CHECKING:
@@ -253,13 +254,7 @@ def plot(table: FamilyTable, path: str | Path) -> Path:
 def write_outputs(tables: dict[str, FamilyTable], out_dir: str | Path, comparisons: dict | None = None) -> list[Path]:
     """bench_<family>.md / .csv / .png per family (and bench_<family>_vs.md / .csv for --vs)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for family, table in tables.items():
-        md, csv = out / f"bench_{family}.md", out / f"bench_{family}.csv"
-        md.write_text(to_markdown(table), encoding="utf-8")
-        table.numbers.to_csv(csv, index=False)
-        written += [md, csv, plot(table, out / f"bench_{family}.png")]
+    written = write_family_files(tables, out, "", to_markdown, plot)
     for family, comparison in (comparisons or {}).items():
         md, csv = out / f"bench_{family}_vs.md", out / f"bench_{family}_vs.csv"
         md.write_text(comparison_markdown(family, comparison), encoding="utf-8")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.reports.bench_results import (GPU_HINT, baseline_of, format_ratio, format_seconds, is_gpu, precision_of,
-                                          provenance, ratio)
+                                          provenance, ratio, write_family_files)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -313,12 +313,4 @@ def plot(table: GpuTable, path: str | Path) -> Path:
 
 def write_outputs(tables: dict[str, GpuTable], out_dir: str | Path) -> list[Path]:
     """bench_<family>_gpu.md / .csv / .png per family."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for family, table in tables.items():
-        md, csv = out / f"bench_{family}_gpu.md", out / f"bench_{family}_gpu.csv"
-        md.write_text(to_markdown(table), encoding="utf-8")
-        table.numbers.to_csv(csv, index=False)
-        written += [md, csv, plot(table, out / f"bench_{family}_gpu.png")]
-    return written
+    return write_family_files(tables, out_dir, "_gpu", to_markdown, plot)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.reports.bench_results import (format_seconds, is_gpu, machine_name, precision_of, provenance, ratio,
-                                          read_machine_figures)
+                                          read_machine_figures, write_family_files)
 from models.shared.artifacts import MACHINE_DIR
 from sysdl_kernels.perf_model import exact_ppp, layer_seconds, probed_device
 
@@ -427,11 +427,4 @@ def plot(table: RooflineTable, path: str | Path) -> Path:
 
 def write_outputs(tables: dict[str, RooflineTable], out_dir: str | Path) -> list[Path]:
     """bench_<family>_roofline.md and .png per family (the numbers are in bench_<family>.csv)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for family, table in tables.items():
-        md = out / f"bench_{family}_roofline.md"
-        md.write_text(to_markdown(table), encoding="utf-8")
-        written += [md, plot(table, out / f"bench_{family}_roofline.png")]
-    return written
+    return write_family_files(tables, out_dir, "_roofline", to_markdown, plot, with_csv=False)
