@@ -16,6 +16,7 @@ import pytest
 
 from models.cli.main import main
 from models.gpu import check
+from models.gpu import steps as runner
 
 PY = sys.executable
 
@@ -23,7 +24,7 @@ PY = sys.executable
 def nothing_may_run(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("gpu-check started work it should not have")
-    monkeypatch.setattr(check, "run_step", refuse)
+    monkeypatch.setattr(runner, "run_step", refuse)
     monkeypatch.setattr(check, "run", refuse)
 
 
@@ -160,7 +161,7 @@ def test_a_narrowed_regex_names_implementations_whole():
 def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path, capsys):
     steps = [check.Step("fails", (PY, "-c", "print('about to fail'); raise SystemExit(3)"), 30),
              check.Step("runs", (PY, "-c", "print('2 passed, 1 skipped in 0.01s')"), 30, summary=check.PYTEST_COUNTS)]
-    outcomes = check.run_steps(steps, tmp_path)
+    outcomes = runner.run_steps(steps, tmp_path)
     assert [o.status for o in outcomes] == ["failed (exit 3)", "ok"]
     assert outcomes[1].detail == "2 passed, 1 skipped in 0.01s"
     log = (tmp_path / "fails.log").read_text()
@@ -181,7 +182,7 @@ def test_a_step_past_its_limit_is_stopped_with_its_children(tmp_path):
     sleeper = (f"import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', "
                f"'import time; time.sleep(30)']); open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(30)")
     steps = [check.Step("sleeps", (PY, "-c", sleeper), 1), check.Step("next", (PY, "-c", "pass"), 30)]
-    outcomes = check.run_steps(steps, tmp_path)
+    outcomes = runner.run_steps(steps, tmp_path)
     assert outcomes[0].status == "timed out (limit 1 s)" and outcomes[1].status == "ok"
     child = int(pid_file.read_text())
     for _ in range(50):                                                # SIGKILL is delivered, not awaited
@@ -198,7 +199,7 @@ def test_a_signal_stops_the_step_in_flight_and_the_run(tmp_path):
     previous = signal.signal(signal.SIGALRM, check._interrupt)
     signal.setitimer(signal.ITIMER_REAL, 1.0)
     try:
-        outcomes = check.run_steps([check.Step("sleeps", (PY, "-c", "import time; time.sleep(30)"), 60),
+        outcomes = runner.run_steps([check.Step("sleeps", (PY, "-c", "import time; time.sleep(30)"), 60),
                                     check.Step("next", (PY, "-c", "pass"), 30)], tmp_path)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -207,7 +208,7 @@ def test_a_signal_stops_the_step_in_flight_and_the_run(tmp_path):
 
 
 def test_skipped_steps_are_recorded_not_run(tmp_path):
-    outcome = check.run_step(check.Step("never", (PY, "-c", "raise SystemExit(1)"), 5, skip="--skip"), tmp_path)
+    outcome = runner.run_step(check.Step("never", (PY, "-c", "raise SystemExit(1)"), 5, skip="--skip"), tmp_path)
     assert outcome.status == "skipped: --skip" and not (tmp_path / "never.log").exists()
 
 
