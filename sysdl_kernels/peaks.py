@@ -29,6 +29,7 @@ thread), it is that level's bandwidth.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import statistics
@@ -142,7 +143,9 @@ def gemm_rates(size: int = 2048, repeats: int = 5, paths=None) -> dict[str, floa
     return {name: flops / _median_seconds(every[name], repeats) for name in (paths or every)}
 
 
+@functools.lru_cache(maxsize=None)
 def _triad_kernel():
+    """The Numba triad, defined (and loaded from Numba's cache) once per process."""
     import numba
 
     @numba.njit(parallel=True, cache=True, fastmath=True)

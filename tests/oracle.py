@@ -81,6 +81,9 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_a
     return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
 
 
+CONV_ARGS = ("x", "w", "b", "grad_out")      # the arrays of a conv_cases problem
+
+
 @st.composite
 def conv_cases(draw, dtype=np.float64, max_stride=3):
     """A random conv2d problem within the issue's ranges whose output is at least 1x1."""

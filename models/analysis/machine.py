@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -86,7 +87,6 @@ def main(args) -> int:
         return 0
     if path.exists() and not args.overwrite:
         raise UserError(f"{path} exists (measured before): `sysdl machine --show` prints it, --overwrite measures again")
-    import os
     figures = measure(args.threads or os.cpu_count() or 1)
     text = "\n".join(lines(args.name, figures))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from sysdl_kernels import numba_gemm as ng
 from sysdl_kernels import numba_layers as nb
 from sysdl_kernels.matmul_net import CONV_STRATEGIES, MatmulNet
 from sysdl_kernels.scratch.net import ScratchCNN, ScratchConfig, init_params, torch_twin
-from tests.oracle import (NET_CONFIG, NET_SHAPES, assert_close, check_conv, check_pool, conv2d_oracle, conv_cases,
+from tests.oracle import (CONV_ARGS, NET_CONFIG, NET_SHAPES, assert_close, check_conv, check_pool, conv2d_oracle, conv_cases,
                           layouts, matmul_net_oracle, pool_cases, values_of, with_layout)
 
 LIBRARIES = ("numpy", "torch")
@@ -50,9 +50,6 @@ def torch_grads(fn, *arrays, grad_out=None):
     out = fn(*leaves)
     out.backward(None if grad_out is None else torch.tensor(grad_out, dtype=torch.float64))
     return out.detach().numpy(), [leaf.grad.numpy() for leaf in leaves]
-
-
-CONV_ARGS = ("x", "w", "b", "grad_out")
 
 
 # ----------------------------------------------------------------------------------------------

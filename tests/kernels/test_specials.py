@@ -22,7 +22,7 @@ from sysdl_kernels import numba_gemm as ng
 from sysdl_kernels import numba_layers as nb
 from sysdl_kernels.matmul_net import CONV_STRATEGIES, MatmulNet
 from sysdl_kernels.scratch.net import ScratchCNN, ScratchConfig, torch_twin
-from tests.oracle import (NET_CONFIG, NET_SHAPES, assert_close, check_conv, check_pool, conv2d_oracle, conv_cases,
+from tests.oracle import (CONV_ARGS, NET_CONFIG, NET_SHAPES, assert_close, check_conv, check_pool, conv2d_oracle, conv_cases,
                           matmul_net_oracle, pool_cases, with_specials)
 
 LIBRARIES = {"numpy": lambda a: a, "torch": torch.from_numpy}
@@ -134,9 +134,6 @@ def test_inf_weight_times_padding_is_nan_as_in_torch_float64(implementation, dty
 # ----------------------------------------------------------------------------------------------
 # Property tests: conv, pools, dense, Numba, Triton, MatmulNet
 # ----------------------------------------------------------------------------------------------
-
-CONV_ARGS = ("x", "w", "b", "grad_out")
-
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("library", LIBRARIES)
