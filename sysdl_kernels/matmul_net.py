@@ -9,6 +9,12 @@ applied in place; on Triton each conv is one implicit-GEMM kernel (the gather in
 K loop, triton_ops.conv2d). Each dense layer is one GEMM. No nn.Conv2d / nn.Linear / F.conv2d / F.linear or
 conv-family aten op runs (tests record the aten ops to prove it).
 
+Without pooling (the networks the pruning sessions produce) the CPU backend also has a **fused**
+path: the whole forward pass in one Numba kernel (``fused_cnn``), each thread carrying tiles of 4
+images from the pixels to the logits in its caches, with no Python per layer; it is timed against
+the layered program below on the first chunk of each size, and the faster one runs
+(``network_choices``). The layered program:
+
 The CPU backend processes the batch in chunks of images, so one chunk's activations stay in
 cache from the first conv to the logits, in buffers reused across calls. For each conv it can
 use one of four lowerings and takes the fastest, measured once per chunk size (``choices``
@@ -43,6 +49,7 @@ import torch
 from sysdl_kernels._array import refuse_grad
 
 CONV_STRATEGIES = ("nhwc", "nchw", "taps", "numba")
+NETWORK_PATHS = ("fused", "layered")
 DENSE_ENGINES = ("torch", "numba")
 BACKENDS = ("cpu", "triton")
 
@@ -85,7 +92,7 @@ def _fastest(options, run) -> str:
 
 class MatmulNet:
     def __init__(self, state: dict, config: dict, backend: str = "cpu", chunk: int = 1000,
-                 strategy: str | dict | None = None, dense_engine: str | None = None):
+                 strategy: str | dict | None = None, dense_engine: str | None = None, path: str | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.config, self.backend, self.chunk = config, backend, chunk
@@ -101,6 +108,15 @@ class MatmulNet:
         if dense_engine is not None and dense_engine not in DENSE_ENGINES:
             raise ValueError(f"dense_engine must be one of {DENSE_ENGINES}, got {dense_engine!r}")
         self.dense_engine = dense_engine                  # None: the fastest, per chunk size
+        if path is not None and path not in NETWORK_PATHS:
+            raise ValueError(f"path must be one of {NETWORK_PATHS}, got {path!r}")
+        if path == "fused" and not self.fusable:
+            raise ValueError("the fused path needs a network without pooling; use path='layered'")
+        if path is None and (strategy is not None or dense_engine is not None):
+            path = "layered"                              # a fixed lowering asks for the layered program
+        self.path = path                                  # None: the faster, per chunk size
+        self.network_choices: dict[int, str] = {}         # chunk size -> "fused" or "layered"
+        self._fused = None                                # (FusedParams, Workspace), built on first use
         self.choices: dict[int, dict[str, str]] = {}       # chunk size -> conv name -> strategy
         self.dense_choices: dict[int, dict[str, str]] = {}  # chunk size -> fc1/fc2 -> engine
         self._buffers: dict = {}
@@ -116,6 +132,11 @@ class MatmulNet:
         if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
             raise ValueError(f"{path} is not a sysdl checkpoint (needs 'config' and 'state_dict')")
         return cls(payload["state_dict"], payload["config"], backend=backend, **kwargs)
+
+    @property
+    def fusable(self) -> bool:
+        """Whether ``fused_cnn`` computes this network (stride-1 convs without pooling)."""
+        return all(conv.pool is None for conv in self.convs)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -153,7 +174,8 @@ class MatmulNet:
     def describe(self) -> str:
         if self.backend == "triton":
             return "MatmulNet[triton] per conv: one implicit-GEMM kernel (bias, ReLU fused); per dense layer: one fused GEMM"
-        runs = "; ".join(f"chunk {n}: " + ", ".join(f"{k}={v}" for k, v in {
+        runs = "; ".join(f"chunk {n}: " + ("fused (one Numba kernel), " if self.network_choices.get(n) == "fused"
+                                           else "") + ", ".join(f"{k}={v}" for k, v in {
             **choice, **self.dense_choices.get(n, {})}.items()) for n, choice in self.choices.items())
         return f"MatmulNet[{self.backend}] {runs or '(not run yet)'}"
 
@@ -162,8 +184,26 @@ class MatmulNet:
     def _forward_chunk(self, x: torch.Tensor, logits: torch.Tensor) -> None:
         """The logits of the chunk x, written into ``logits`` (N, classes)."""
         n = x.shape[0]
-        if n not in self.choices:
+        if n not in self.network_choices:
             self._tune(x)
+        if self.network_choices[n] == "fused":
+            self._forward_fused(x, logits)
+            return
+        self._forward_layered(x, logits)
+
+    def _forward_fused(self, x: torch.Tensor, logits: torch.Tensor) -> None:
+        from sysdl_kernels import fused_cnn
+        if self._fused is None:
+            c1, c2 = self.convs
+            params = fused_cnn.FusedParams.from_arrays(c1.weight.numpy(), c1.bias.numpy(), c2.weight.numpy(),
+                                                       c2.bias.numpy(), self.fc1_w.numpy(), self.fc1_b.numpy(),
+                                                       self.fc2_w.numpy(), self.fc2_b.numpy())
+            self._fused = params, fused_cnn.Workspace()
+        params, workspace = self._fused
+        fused_cnn.fused_cnn(x.numpy(), params, out=logits.numpy(), workspace=workspace)
+
+    def _forward_layered(self, x: torch.Tensor, logits: torch.Tensor) -> None:
+        n = x.shape[0]
         choice, engines = self.choices[n], self.dense_choices[n]
         act, channels_last = x.contiguous(), False
         for conv in self.convs:
@@ -192,6 +232,10 @@ class MatmulNet:
         self._dense(flat, fc1_w, self.fc1_b, True, dense["fc1"], hidden)
         dense["fc2"] = _fastest(engines, lambda e: self._dense(hidden, self.fc2_w, self.fc2_b, False, e, logits))
         self.choices[n], self.dense_choices[n] = choice, dense
+        paths = [self.path] if self.path else [p for p in NETWORK_PATHS if p == "layered" or self.fusable]
+        logits = torch.empty(n, self.fc2_w.shape[0])
+        forward = {"fused": self._forward_fused, "layered": self._forward_layered}
+        self.network_choices[n] = _fastest(paths, lambda p: forward[p](x, logits))
 
     @staticmethod
     def _dense(a, weight, bias, relu: bool, engine: str, out: torch.Tensor) -> None:

@@ -92,50 +92,57 @@ def _store4(out, i, j0, v0, v1, v2, v3, bias, relu, zero):
     out[i, j0 + 3] = _epilogue(v3, bias, j0 + 3, relu, zero)
 
 
+@numba.njit(inline="always")
+def gemm_row_block(a, i0, weight, bias, relu, zero, out):
+    """out[i0:i0+4] = act(a[i0:i0+4] @ weight.T + bias) (fewer rows at the end of a): one block
+    of 4 rows in 4x4 register tiles. The building block of ``gemm_bias_act`` and of kernels that
+    end in a dense layer (fused_cnn)."""
+    m, k_count = a.shape
+    n = weight.shape[0]
+    full_cols = n - n % TILE
+    if i0 + TILE <= m:
+        for j0 in range(0, full_cols, TILE):
+            s00 = s01 = s02 = s03 = zero
+            s10 = s11 = s12 = s13 = zero
+            s20 = s21 = s22 = s23 = zero
+            s30 = s31 = s32 = s33 = zero
+            for k in range(k_count):
+                a0, a1, a2, a3 = a[i0, k], a[i0 + 1, k], a[i0 + 2, k], a[i0 + 3, k]
+                b0, b1, b2, b3 = weight[j0, k], weight[j0 + 1, k], weight[j0 + 2, k], weight[j0 + 3, k]
+                s00 += a0 * b0
+                s01 += a0 * b1
+                s02 += a0 * b2
+                s03 += a0 * b3
+                s10 += a1 * b0
+                s11 += a1 * b1
+                s12 += a1 * b2
+                s13 += a1 * b3
+                s20 += a2 * b0
+                s21 += a2 * b1
+                s22 += a2 * b2
+                s23 += a2 * b3
+                s30 += a3 * b0
+                s31 += a3 * b1
+                s32 += a3 * b2
+                s33 += a3 * b3
+            _store4(out, i0, j0, s00, s01, s02, s03, bias, relu, zero)
+            _store4(out, i0 + 1, j0, s10, s11, s12, s13, bias, relu, zero)
+            _store4(out, i0 + 2, j0, s20, s21, s22, s23, bias, relu, zero)
+            _store4(out, i0 + 3, j0, s30, s31, s32, s33, bias, relu, zero)
+        for i in range(i0, i0 + TILE):                  # the last N % 4 columns
+            for j in range(full_cols, n):
+                out[i, j] = _epilogue(_dot(a, i, weight, j, k_count, zero), bias, j, relu, zero)
+    else:                                               # the last M % 4 rows
+        for i in range(i0, m):
+            for j in range(n):
+                out[i, j] = _epilogue(_dot(a, i, weight, j, k_count, zero), bias, j, relu, zero)
+
+
 @numba.njit(**_GEMM_JIT)
 def _gemm_bias_act(a, weight, bias, relu, zero, out):
     # a (M, K); weight (N, K); bias (N,); zero: 0 in the arrays' dtype; out (M, N)
-    m, k_count = a.shape
-    n = weight.shape[0]
-    full_rows, full_cols = m - m % TILE, n - n % TILE
-    for block in numba.prange((m + TILE - 1) // TILE):
-        i0 = block * TILE
-        if i0 < full_rows:
-            for j0 in range(0, full_cols, TILE):
-                s00 = s01 = s02 = s03 = zero
-                s10 = s11 = s12 = s13 = zero
-                s20 = s21 = s22 = s23 = zero
-                s30 = s31 = s32 = s33 = zero
-                for k in range(k_count):
-                    a0, a1, a2, a3 = a[i0, k], a[i0 + 1, k], a[i0 + 2, k], a[i0 + 3, k]
-                    b0, b1, b2, b3 = weight[j0, k], weight[j0 + 1, k], weight[j0 + 2, k], weight[j0 + 3, k]
-                    s00 += a0 * b0
-                    s01 += a0 * b1
-                    s02 += a0 * b2
-                    s03 += a0 * b3
-                    s10 += a1 * b0
-                    s11 += a1 * b1
-                    s12 += a1 * b2
-                    s13 += a1 * b3
-                    s20 += a2 * b0
-                    s21 += a2 * b1
-                    s22 += a2 * b2
-                    s23 += a2 * b3
-                    s30 += a3 * b0
-                    s31 += a3 * b1
-                    s32 += a3 * b2
-                    s33 += a3 * b3
-                _store4(out, i0, j0, s00, s01, s02, s03, bias, relu, zero)
-                _store4(out, i0 + 1, j0, s10, s11, s12, s13, bias, relu, zero)
-                _store4(out, i0 + 2, j0, s20, s21, s22, s23, bias, relu, zero)
-                _store4(out, i0 + 3, j0, s30, s31, s32, s33, bias, relu, zero)
-            for i in range(i0, i0 + TILE):              # the last N % 4 columns
-                for j in range(full_cols, n):
-                    out[i, j] = _epilogue(_dot(a, i, weight, j, k_count, zero), bias, j, relu, zero)
-        else:                                           # the last M % 4 rows
-            for i in range(i0, m):
-                for j in range(n):
-                    out[i, j] = _epilogue(_dot(a, i, weight, j, k_count, zero), bias, j, relu, zero)
+    for block in numba.prange((a.shape[0] + TILE - 1) // TILE):
+        gemm_row_block(a, block * TILE, weight, bias, relu, zero, out)
 
 
 @numba.njit(**_CONV_JIT)

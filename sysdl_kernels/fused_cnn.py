@@ -1,0 +1,273 @@
+"""The whole Fashion-MNIST CNN forward pass in one Numba kernel: MatmulNet's fused CPU path.
+
+    logits = fused_cnn(x, params)       # x (N, C0, H, W); params = FusedParams(conv1, conv2, fc1, fc2)
+
+    relu(conv1) -> relu(conv2) -> flatten -> relu(fc1) -> fc2       stride 1, no padding, no pooling
+
+Why one kernel: the pruned networks are tiny (1-4 channels, tens of hidden units, ~0.2 MFLOP
+per image), so a layer-by-layer program spends most of its time moving activations between
+layers and calling into libraries. Here each thread takes tiles of 4 images and carries them
+from the pixels to the logits without leaving its caches:
+
+* **convolutions in "wide rows"**: an image's channel is one flat row-major vector of H*W values;
+  output pixel (y, x) of a KHxKW kernel is at flat position p = y*W + x, and tap (i, j) reads
+  flat position p + i*W + j. So each (output channel, input channel, tap) is one unit-stride
+  multiply-add over all ~OH*W positions, which LLVM vectorises (AVX-512 here). The positions
+  with x >= OW ("wrap-around" columns) are computed too and never read by a valid output of
+  the next conv (they cost (W - OW) / W extra work, 7-14% on 28-wide images), and the
+  flatten copies only valid columns, so a NaN or inf there cannot reach a logit.
+* **dense layers**: fc1 and fc2 run on the tile's 4 rows with ``numba_gemm.gemm_row_block``
+  (4x4 register tiles, the engine of ``gemm_bias_act``), bias and ReLU fused.
+
+The activations per thread (two wide feature maps, the tile's flattened features and hidden
+units) are a few tens of KB: L1 and L2. Images are split among threads in whole tiles; batches
+under ``SERIAL_BELOW`` images run on the calling thread (no thread wake-up), which is the batch-1
+path: one call, preallocated buffers, no Python per layer.
+
+Reference: ``fused_cnn_reference`` (numpy, via numba_gemm's references). Sums are taken in a
+different order from torch's (float32 results agree to ~1e-5 relative); IEEE specials propagate
+as in torch. Input in any layout (copied to contiguous when needed), float32 or float64.
+
+    python -m sysdl_kernels.fused_cnn      # compiles, checks against the reference, prints GFLOP/s
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from sysdl_kernels import numba_gemm
+from sysdl_kernels.numba_gemm import TILE, gemm_row_block
+
+SERIAL_BELOW = 16          # images: smaller batches run on the calling thread
+
+
+@dataclass(frozen=True)
+class FusedParams:
+    """The network's parameters as C-contiguous arrays of one dtype."""
+    conv1_weight: np.ndarray   # (C1, C0, K1, K1)
+    conv1_bias: np.ndarray     # (C1,)
+    conv2_weight: np.ndarray   # (C2, C1, K2, K2)
+    conv2_bias: np.ndarray     # (C2,)
+    fc1_weight: np.ndarray     # (H, C2*OH2*OW2) in NCHW flatten order, as nn.Linear
+    fc1_bias: np.ndarray       # (H,)
+    fc2_weight: np.ndarray     # (L, H)
+    fc2_bias: np.ndarray       # (L,)
+
+    @classmethod
+    def from_arrays(cls, *arrays, dtype=np.float32) -> "FusedParams":
+        return cls(*(np.ascontiguousarray(a, dtype=dtype) for a in arrays))
+
+    def arrays(self) -> tuple:
+        return (self.conv1_weight, self.conv1_bias, self.conv2_weight, self.conv2_bias,
+                self.fc1_weight, self.fc1_bias, self.fc2_weight, self.fc2_bias)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference (numpy): the oracle
+# ----------------------------------------------------------------------------------------------
+
+def fused_cnn_reference(x: np.ndarray, params: FusedParams) -> np.ndarray:
+    p = params
+    a = numba_gemm.im2col_gemm_reference(x, p.conv1_weight, p.conv1_bias, relu=True)
+    a = numba_gemm.im2col_gemm_reference(a, p.conv2_weight, p.conv2_bias, relu=True)
+    hidden = numba_gemm.gemm_bias_act_reference(a.reshape(len(a), -1), p.fc1_weight, p.fc1_bias, relu=True)
+    return numba_gemm.gemm_bias_act_reference(hidden, p.fc2_weight, p.fc2_bias, relu=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernel
+# ----------------------------------------------------------------------------------------------
+
+@numba.njit(inline="always")
+def _taps3x3(d, s, width, weight, o, c, positions):
+    # d[p] += sum over the 3x3 taps (i, j) of weight[o, c, i, j] * s[p + i*width + j]: 9 loads and
+    # 9 multiply-adds per 1 load and 1 store of d (tap by tap it would be 2 loads and a store each)
+    w00, w01, w02 = weight[o, c, 0, 0], weight[o, c, 0, 1], weight[o, c, 0, 2]
+    w10, w11, w12 = weight[o, c, 1, 0], weight[o, c, 1, 1], weight[o, c, 1, 2]
+    w20, w21, w22 = weight[o, c, 2, 0], weight[o, c, 2, 1], weight[o, c, 2, 2]
+    r0, r1, r2 = s, s[width:], s[2 * width:]
+    for p in range(positions):
+        d[p] += (w00 * r0[p] + w01 * r0[p + 1] + w02 * r0[p + 2]
+                 + w10 * r1[p] + w11 * r1[p + 1] + w12 * r1[p + 2]
+                 + w20 * r2[p] + w21 * r2[p + 1] + w22 * r2[p + 2])
+
+
+@numba.njit(inline="always")
+def _conv_wide_rows(src, rows_in, width, weight, bias, zero, dst):
+    # src (C, >= rows_in*width) flat channels; weight (O, C, KH, KW); dst (O, >= rows_out*width)
+    o_count, c_count, kh, kw = weight.shape
+    rows_out = rows_in - kh + 1
+    positions = (rows_out - 1) * width + width - kw + 1     # the last valid output + 1; reads stay in src
+    for o in range(o_count):
+        d = dst[o]
+        b = bias[o]
+        for p in range(positions):
+            d[p] = b
+        for c in range(c_count):
+            s = src[c]
+            if kh == 3 and kw == 3:                         # the common case: 9 taps in one pass
+                _taps3x3(d, s, width, weight, o, c, positions)
+                continue
+            for i in range(kh):
+                for j in range(kw):
+                    w = weight[o, c, i, j]
+                    shifted = s[i * width + j:]                 # a view: unit-stride loop below
+                    for p in range(positions):
+                        d[p] += w * shifted[p]
+        for p in range(positions):
+            if d[p] < zero:                                 # written so a NaN stays NaN
+                d[p] = zero
+        for p in range(positions, rows_out * width):        # never computed: keep them finite
+            d[p] = zero
+
+
+def _forward(x, height, width, w1, b1, w2, b2, fc1_w, fc1_b, fc2_w, fc2_b, zero, wide1, wide2, features,
+             hidden, out):
+    # x (N, C0, H*W) images of height x width; wide1 (threads, C1, H1*W); wide2 (threads, C2, H2*W);
+    # features (threads, TILE, C2*H2*W2); hidden (threads, TILE, HIDDEN); out (N, L)
+    n = x.shape[0]
+    rows1 = height - w1.shape[2] + 1
+    rows2 = rows1 - w2.shape[2] + 1
+    cols2 = width - w1.shape[3] + 1 - w2.shape[3] + 1
+    threads = features.shape[0]
+    tiles = (n + TILE - 1) // TILE
+    for t in numba.prange(threads):
+        for tile in range(t * tiles // threads, (t + 1) * tiles // threads):
+            i0 = tile * TILE
+            rows = min(TILE, n - i0)
+            for r in range(rows):
+                _conv_wide_rows(x[i0 + r], height, width, w1, b1, zero, wide1[t])
+                _conv_wide_rows(wide1[t], rows1, width, w2, b2, zero, wide2[t])
+                f = features[t, r]
+                for c in range(w2.shape[0]):                # flatten: valid columns only, NCHW order
+                    for y in range(rows2):
+                        for z in range(cols2):
+                            f[(c * rows2 + y) * cols2 + z] = wide2[t, c, y * width + z]
+            gemm_row_block(features[t, :rows], 0, fc1_w, fc1_b, True, zero, hidden[t, :rows])
+            gemm_row_block(hidden[t, :rows], 0, fc2_w, fc2_b, False, zero, out[i0:i0 + rows])
+
+
+_JIT = dict(cache=True, fastmath={"reassoc", "contract"})
+_forward_parallel = numba.njit(parallel=True, **_JIT)(_forward)
+_forward_serial = numba.njit(**_JIT)(_forward)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public function: validate, allocate, dispatch
+# ----------------------------------------------------------------------------------------------
+
+def check_params(params: FusedParams, image_shape: tuple[int, int, int]) -> None:
+    """ValueError naming the first parameter whose shape does not fit images of ``image_shape``."""
+    c0, h, w = image_shape
+    arrays = params.arrays()
+    dtype = arrays[0].dtype
+    if dtype not in (np.float32, np.float64) or any(a.dtype != dtype for a in arrays):
+        raise TypeError(f"parameters must all be float32 or all float64, got {[a.dtype.name for a in arrays]}")
+    c1, c1_in, k1h, k1w = params.conv1_weight.shape
+    c2, c2_in, k2h, k2w = params.conv2_weight.shape
+    if c1_in != c0:
+        raise ValueError(f"conv1 expects {c1_in} input channels, the images have {c0}")
+    if c2_in != c1:
+        raise ValueError(f"conv2 expects {c2_in} input channels, conv1 gives {c1}")
+    h2, w2 = h - k1h - k2h + 2, w - k1w - k2w + 2
+    if min(h2, w2, c1, c2, k1h, k1w, k2h, k2w) < 1:
+        raise ValueError(f"the two convolutions leave no output on a {h}x{w} image "
+                         f"(kernels {k1h}x{k1w} and {k2h}x{k2w}, channels {c1} and {c2})")
+    hidden, features = params.fc1_weight.shape
+    if features != c2 * h2 * w2:
+        raise ValueError(f"fc1 expects {features} features, conv2 gives {c2}x{h2}x{w2} = {c2 * h2 * w2}")
+    expected = {"conv1_bias": (c1,), "conv2_bias": (c2,), "fc1_bias": (hidden,),
+                "fc2_weight": (params.fc2_weight.shape[0], hidden), "fc2_bias": (params.fc2_weight.shape[0],)}
+    for name, shape in expected.items():
+        if getattr(params, name).shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {getattr(params, name).shape}")
+
+
+def flops_per_image(params: FusedParams, image_shape) -> int:
+    """Multiply-adds x 2 of one image's forward pass (the analytic count, wrap-around work excluded)."""
+    _, h, w = image_shape
+    c1, c0, k1h, k1w = params.conv1_weight.shape
+    c2, _, k2h, k2w = params.conv2_weight.shape
+    h1, w1 = h - k1h + 1, w - k1w + 1
+    h2, w2 = h1 - k2h + 1, w1 - k2w + 1
+    return 2 * (c1 * h1 * w1 * c0 * k1h * k1w + c2 * h2 * w2 * c1 * k2h * k2w
+                + params.fc1_weight.size + params.fc2_weight.size)
+
+
+class Workspace:
+    """Per-thread buffers for ``fused_cnn``, kept between calls (sized for the largest thread count)."""
+
+    def __init__(self):
+        self._arrays: dict = {}
+
+    def get(self, params: FusedParams, image_shape, threads: int) -> tuple:
+        c0, h, w = image_shape
+        c1, _, k1h, _ = params.conv1_weight.shape
+        c2, _, k2h, _ = params.conv2_weight.shape
+        h1, h2 = h - k1h + 1, h - k1h - k2h + 2
+        shapes = ((threads, c1, h1 * w), (threads, c2, h2 * w), (threads, TILE, params.fc1_weight.shape[1]),
+                  (threads, TILE, params.fc1_weight.shape[0]))
+        dtype = params.conv1_weight.dtype
+        key = (shapes, dtype)
+        if key not in self._arrays:
+            self._arrays = {key: tuple(np.empty(shape, dtype) for shape in shapes)}
+        return self._arrays[key]
+
+
+def fused_cnn(x: np.ndarray, params: FusedParams, out: np.ndarray | None = None,
+              workspace: Workspace | None = None) -> np.ndarray:
+    """Logits (N, L) of images x (N, C0, H, W): relu(conv1), relu(conv2), relu(fc1), fc2.
+
+    ``out`` (N, L), C-contiguous and writeable, receives them when given; ``workspace`` keeps
+    the per-thread buffers between calls."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x must be a numpy array (a CPU torch tensor's .numpy()), got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (N, C, H, W), got {x.shape}")
+    check_params(params, x.shape[1:])
+    dtype = params.conv1_weight.dtype
+    if x.dtype != dtype:
+        raise TypeError(f"x is {x.dtype} but the parameters are {dtype}")
+    n = x.shape[0]
+    shape = (n, params.fc2_weight.shape[0])
+    if out is None:
+        out = np.empty(shape, dtype)
+    elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writeable C-contiguous {dtype} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}")
+    elif np.may_share_memory(out, x):
+        raise ValueError("out overlaps x; pass a separate buffer")
+    if n == 0:
+        return out
+    serial = n < SERIAL_BELOW
+    threads = 1 if serial else max(1, min(numba.get_num_threads(), (n + TILE - 1) // TILE))
+    buffers = (workspace or Workspace()).get(params, x.shape[1:], threads)
+    flat = np.ascontiguousarray(x).reshape(n, x.shape[1], -1)
+    kernel = _forward_serial if serial else _forward_parallel
+    kernel(flat, x.shape[2], x.shape[3], *params.arrays(), dtype.type(0), *buffers, out)
+    return out
+
+
+if __name__ == "__main__":
+    import time
+
+    rng = np.random.default_rng(0)
+    shapes = ((4, 1, 3, 3), (4,), (2, 4, 3, 3), (2,), (25, 2 * 24 * 24), (25,), (10, 25), (10,))
+    params = FusedParams.from_arrays(*(rng.standard_normal(s) * 0.3 for s in shapes))
+    images = rng.random((1000, 1, 28, 28), dtype=np.float32)
+    got = fused_cnn(images, params)
+    print(f"max |fused - reference| = {np.abs(got - fused_cnn_reference(images, params)).max():.2e}")
+    space = Workspace()
+    for batch in (1000, 1):
+        x = images[:batch]
+        fused_cnn(x, params, workspace=space)
+        calls = max(20, 20000 // batch)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fused_cnn(x, params, workspace=space)
+        seconds = (time.perf_counter() - start) / calls
+        flops = batch * flops_per_image(params, x.shape[1:])
+        print(f"4-2-25, batch {batch}: {seconds * 1e6:.1f} us per call, {flops / seconds / 1e9:.1f} GFLOP/s")

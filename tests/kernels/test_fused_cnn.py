@@ -1,0 +1,132 @@
+"""sysdl_kernels.fused_cnn against PyTorch (conv2d, relu, linear in float64) as the oracle: random
+awkward networks and images (both dtypes, the 3x3 fast path and the general taps, non-square
+images, every remainder of the 4-image tile, batches on both sides of the serial threshold),
+awkward input layouts, IEEE specials, reused buffers, and bad input named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sysdl_kernels import fused_cnn as fc
+from tests.oracle import assert_close
+
+DTYPES = [np.float64, np.float32]
+
+
+def oracle(x, params: fc.FusedParams) -> np.ndarray:
+    t = [torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in (x, *params.arrays())]
+    x, w1, b1, w2, b2, fw1, fb1, fw2, fb2 = t
+    a = F.conv2d(F.conv2d(x, w1, b1).relu(), w2, b2).relu()
+    return F.linear(F.linear(a.flatten(1), fw1, fb1).relu(), fw2, fb2).numpy()
+
+
+def random_params(rng, c0, c1, k1, c2, k2, hidden, classes, h, w, dtype) -> fc.FusedParams:
+    h2, w2 = h - k1[0] - k2[0] + 2, w - k1[1] - k2[1] + 2
+    shapes = ((c1, c0, *k1), (c1,), (c2, c1, *k2), (c2,), (hidden, c2 * h2 * w2), (hidden,), (classes, hidden),
+              (classes,))
+    return fc.FusedParams.from_arrays(*(rng.standard_normal(s) * 0.5 for s in shapes), dtype=dtype)
+
+
+@st.composite
+def networks(draw):
+    k1 = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    k2 = (3, 3) if draw(st.booleans()) else (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    h, w = draw(st.integers(k1[0] + k2[0] - 1, 13)), draw(st.integers(k1[1] + k2[1] - 1, 13))
+    sizes = dict(c0=draw(st.integers(1, 3)), c1=draw(st.integers(1, 5)), c2=draw(st.integers(1, 5)),
+                 hidden=draw(st.integers(1, 9)), classes=draw(st.integers(1, 11)))
+    n = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 15, 16, 17, 23, 41]))
+    return n, sizes, k1, k2, h, w, draw(st.integers(0, 2**16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(case=networks())
+def test_matches_torch(dtype, case):
+    n, sizes, k1, k2, h, w, seed = case
+    rng = np.random.default_rng(seed)
+    params = random_params(rng, k1=k1, k2=k2, h=h, w=w, dtype=dtype, **sizes)
+    x = rng.standard_normal((n, sizes["c0"], h, w)).astype(dtype)
+    before = x.copy()
+    assert_close(fc.fused_cnn(x, params), oracle(x, params), dtype)
+    assert_close(fc.fused_cnn_reference(x, params), oracle(x, params), dtype)
+    assert np.array_equal(x, before)
+
+
+@pytest.mark.parametrize("layout", ["channels-last", "transposed", "sliced", "expanded"])
+def test_awkward_layouts(layout):
+    """Fashion-MNIST-sized images in 2 channels (so channels-last is not contiguous), a tile
+    remainder and the parallel path, inputs that are views."""
+    rng = np.random.default_rng(1)
+    params = random_params(rng, 2, 4, (3, 3), 2, (3, 3), 25, 10, 28, 28, np.float32)
+    base = rng.standard_normal((37, 2, 28, 28)).astype(np.float32)
+    x = {"channels-last": np.ascontiguousarray(base.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2),
+         "transposed": np.ascontiguousarray(base.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2),
+         "sliced": np.pad(base, ((0, 0), (0, 0), (2, 1), (3, 0)))[:, :, 2:-1, 3:],
+         "expanded": np.broadcast_to(base[:1], base.shape)}[layout]
+    assert not x.flags.c_contiguous
+    assert_close(fc.fused_cnn(x, params), oracle(np.ascontiguousarray(x), params), np.float32)
+
+
+def test_ieee_specials_follow_torch():
+    """NaN and +-inf pixels (and a NaN weight) give what torch gives, including the images beside
+    them in the same 4-image tile; the wrap-around columns never leak a special."""
+    rng = np.random.default_rng(2)
+    params = random_params(rng, 1, 3, (3, 3), 2, (3, 3), 7, 5, 11, 9, np.float64)
+    x = rng.standard_normal((9, 1, 11, 9))
+    x[0, 0, 4, 4], x[1, 0, 0, 8], x[2, 0, 10, 0], x[5, 0, 3, 8] = np.nan, np.inf, -np.inf, np.inf
+    got, want = fc.fused_cnn(x, params), oracle(x, params)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_close(np.nan_to_num(got, nan=0.0), np.nan_to_num(want, nan=0.0), np.float64)
+    assert np.isfinite(got[[3, 4, 6, 7, 8]]).all()
+    bad = fc.FusedParams(*(a.copy() for a in params.arrays()))
+    bad.conv2_weight[1, 0, 0, 0] = np.nan
+    np.testing.assert_array_equal(np.isnan(fc.fused_cnn(x[3:5], bad)), np.isnan(oracle(x[3:5], bad)))
+
+
+def test_buffers_are_filled_in_place_and_reused():
+    rng = np.random.default_rng(3)
+    params = random_params(rng, 1, 2, (3, 3), 3, (2, 2), 6, 4, 10, 12, np.float32)
+    x = rng.standard_normal((30, 1, 10, 12)).astype(np.float32)
+    out, space = np.full((30, 4), np.nan, np.float32), fc.Workspace()
+    assert fc.fused_cnn(x, params, out=out, workspace=space) is out
+    assert_close(out, oracle(x, params), np.float32)
+    held = [a.ctypes.data for a in space.get(params, x.shape[1:], 2)]
+    fc.fused_cnn(x, params, out=out, workspace=space)
+    assert held == [a.ctypes.data for a in space.get(params, x.shape[1:], 2)]
+    assert fc.fused_cnn(x[:0], params).shape == (0, 4)
+
+
+def test_flops_per_image_counts_the_layers():
+    rng = np.random.default_rng(4)
+    params = random_params(rng, 1, 4, (3, 3), 2, (3, 3), 25, 10, 28, 28, np.float32)
+    assert fc.flops_per_image(params, (1, 28, 28)) == 2 * (4 * 26 * 26 * 9 + 2 * 24 * 24 * 4 * 9 + 25 * 1152 + 10 * 25)
+
+
+def _params(**change):
+    rng = np.random.default_rng(5)
+    arrays = dict(zip(fc.FusedParams.__dataclass_fields__,
+                      random_params(rng, 1, 2, (3, 3), 2, (3, 3), 5, 3, 8, 8, np.float32).arrays()))
+    return fc.FusedParams(**{**arrays, **change})
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: fc.fused_cnn(np.ones((2, 2, 8, 8), np.float32), _params()), ValueError, "conv1 expects 1 input channels"),
+    (lambda: fc.fused_cnn(np.ones((2, 1, 9, 8), np.float32), _params()), ValueError, "fc1 expects 32 features"),
+    (lambda: fc.fused_cnn(np.ones((2, 1, 4, 4), np.float32), _params()), ValueError, "leave no output"),
+    (lambda: fc.fused_cnn(np.ones((2, 1, 8, 8)), _params()), TypeError, "x is float64"),
+    (lambda: fc.fused_cnn(np.ones((1, 8, 8), np.float32), _params()), ValueError, r"\(N, C, H, W\)"),
+    (lambda: fc.fused_cnn(torch.ones(2, 1, 8, 8), _params()), TypeError, r"\.numpy\(\)"),
+    (lambda: fc.fused_cnn(np.ones((2, 1, 8, 8), np.float32), _params(fc1_bias=np.ones(4, np.float32))),
+     ValueError, r"fc1_bias must have shape \(5,\)"),
+    (lambda: fc.fused_cnn(np.ones((2, 1, 8, 8), np.float32), _params(fc2_bias=np.ones(3))), TypeError, "all be float32 or all float64"),
+    (lambda: fc.fused_cnn(np.ones((2, 1, 8, 8), np.float32), _params(), out=np.ones((2, 4), np.float32)),
+     ValueError, "out must be"),
+])
+def test_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
