@@ -42,4 +42,17 @@ if [ ! -f "$data" ] && [ -z "${SYSDL_DATA:-}" ]; then
         echo "setup: no apt-get here; 'sysdl train --download' fetches Fashion-MNIST once, or set SYSDL_DATA"
     fi
 fi
+# Debian's chromium and chromedriver: the browser tests open the pages sysdl writes in them (never a
+# downloaded browser). Each apt-get is bounded; without them the browser tests skip, saying why.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        echo "setup: installing Debian packages chromium and chromium-driver (browser tests)"
+        apt_install="timeout 900 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver"
+        $apt_install >/dev/null 2>&1 \
+            || { timeout 300 $sudo apt-get update -q >/dev/null 2>&1 && $apt_install >/dev/null 2>&1; } \
+            || echo "setup: could not install chromium and chromium-driver; the browser tests will be skipped"
+    else
+        echo "setup: no apt-get here; install chromium and chromedriver, or the browser tests will be skipped"
+    fi
+fi
 echo "setup: ready (.venv/bin/sysdl, .venv/bin/python -m pytest)"

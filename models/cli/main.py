@@ -51,6 +51,8 @@ COMMANDS = (
      "compile every Triton kernel for sm_80/sm_90 (no GPU needed): registers, spills, occupancy"),
     ("gpu-check", "models.gpu.check",
      "on a CUDA host: GPU tests, every cuda benchmark case, asv, infer-bench and tables in under 8 minutes"),
+    ("explore", "models.reports.explore",
+     "the test set's predictions as one offline web page: confusion matrix, gallery, facets, base vs pruned"),
 )
 GROUPS = {"report": "tables and figures from finished jobs"}
 

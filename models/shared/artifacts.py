@@ -56,3 +56,4 @@ OPTIMUS_DIR = RUNS / "optimus"
 TRITON_REPORT_DIR = RUNS / "triton_report"
 MACHINE_DIR = RUNS / "machine"
 GROWTH_DIR = RUNS / "growth"
+EXPLORE_PAGE = RUNS / "explore" / "explore.html"     # `sysdl explore`'s self-contained page
