@@ -6,8 +6,9 @@
     sysdl optimus loss --csv curve.csv --target 0.3          # columns step (or epoch), loss
     sysdl optimus regress --csv logs.csv --depth 8 --device cuda --target 0.3
     sysdl optimus regress --experiment sweep-model --depth 4 --device cpu
-    sysdl optimus speed --csv speeds.csv --batch 128 --steps 7000   # columns workers, ps, steps_per_s
-    sysdl optimus speed                         # ILLUSTRATIVE speeds (made up) x the latest run's steps
+    sysdl optimus speed                         # `sysdl ps-bench`'s measured speeds x the latest run's steps
+    sysdl optimus speed --csv speeds.csv --batch 128 --steps 7000 --hold-out 3,2 2,4
+    sysdl optimus speed --illustrative          # ILLUSTRATIVE speeds (made up), labelled so
     python -m models.analysis.optimus loss ...           # the same without the console script
 
 loss: fits l(k) = 1 / (b0 k + b1) + b2 (b >= 0) to one training curve and reports R^2, the mean
@@ -30,12 +31,20 @@ gives those terms meaning; a device absent from the logs is refused, not guessed
 
 speed: fits the synchronous parameter-server step time
     step_time(w, p) = t0 M/w + t1 + t2 w/p + t3 w + t4 p     (t >= 0, NNLS; terms in perf_model)
-to measured (workers, ps, steps_per_s), then time to target = steps to target / speed(w, p)
-against the workers for 2 and 4 parameter servers. sysdl trains on one machine and measures no
-parameter-server jobs, so without --csv the speeds are an ILLUSTRATIVE table generated from
-made-up coefficients (labelled so in every output); steps to target come from --steps, or from
-the loss model of a run (--target; default: the run's last measured loss). The steps carry over
-only when the cluster's global batch M is the logged run's batch.
+to measured (workers, ps, steps_per_s): by default `sysdl ps-bench`'s CSV (its synchronous rows;
+M from its global_batch column), or --csv FILE. Some (w, p) configurations are held out of the
+fit (--hold-out, or every HOLD_OUT_EVERY-th while MIN_FIT_CONFIGURATIONS stay in) and the model's
+error on them is reported: the check that it predicts speeds it was not fitted to. Then time to
+target = steps to target / speed(w, p) against the workers for 2 and 4 parameter servers, up to
+EXTRAPOLATE_WORKERS x the most workers measured: predicted by the fitted model, solid over the
+workers measured with that p and dashed beyond (extrapolation; a p never measured is dashed
+throughout), with the measured points marked (steps / measured speed). --illustrative fits an
+ILLUSTRATIVE table generated from made-up coefficients instead (labelled so in every output).
+Steps to target come from --steps, or from the loss model of a run (--target; default: the
+run's last measured loss; epochs x the run's steps per epoch). Synchronous training takes the
+same steps whatever w and p (one step is single-process SGD on the global batch), so the steps
+carry over when the parameter-server job's global batch M is the logged run's batch: ps-bench
+uses `sysdl train`'s by default.
 
 Writes tables (CSV) and figures (PNG) under --out-dir (default runs/optimus).
 """
@@ -46,7 +55,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from models.shared.artifacts import OPTIMUS_DIR
+from models.shared.artifacts import OPTIMUS_DIR, PS_BENCH_DIR
 
 TRAIN_EXPERIMENT = "fashion-cnn"            # `sysdl train --experiment` default (models/training/command.py)
 MIN_DEFAULT_POINTS = 4                      # a run picked by default must over-determine the 3 coefficients
@@ -55,6 +64,10 @@ DEFAULT_TARGET_FRACTIONS = (0.9, 0.75, 0.5)  # of the last measured loss, when n
 MIN_R2 = 0.25                               # below it the loss model explains too little of a curve
                                             # (flat, noisy, too short) for its steps to mean anything
 ILLUSTRATIVE_BATCH = 128                    # M, examples per synchronous step
+CURVE_SERVERS = (2, 4)                      # the time-to-target curves: p = 2 and p = 4 servers
+EXTRAPOLATE_WORKERS = 2                     # the curves run to this x the most workers measured
+HOLD_OUT_EVERY = 4                          # default held-out points: every 4th configuration ...
+MIN_FIT_CONFIGURATIONS = 6                  # ... while this many (one more than the coefficients) fit
 # Made-up step-time coefficients (seconds per unit of each term) for the illustrative speeds:
 # 0.4 ms per example of compute, 5 ms fixed, 8 ms per model moved per server link, 1 ms per
 # worker and 2 ms per server of overhead. Not measured on anything.
@@ -368,12 +381,80 @@ def illustrative_speeds(seed: int = 0):
 
 
 def read_speeds(path: str | Path):
+    """Measured speeds: columns workers, ps, steps_per_s (`sysdl ps-bench`'s CSV has them, with
+    mode and global_batch); only synchronous rows, the ones the model describes, are kept."""
     frame = read_table(path, "workers, ps, steps_per_s")
     missing = {"workers", "ps", "steps_per_s"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path}: a speeds CSV needs columns workers, ps, steps_per_s; missing {sorted(missing)}")
     numeric(frame, path, ["workers", "ps", "steps_per_s"])
-    return frame.assign(source=str(path))
+    if "mode" in frame.columns:
+        frame = frame[frame["mode"] == "sync"]
+        if frame.empty:
+            raise ValueError(f"{path}: no synchronous rows (mode sync): the speed model is synchronous "
+                             f"training's; measure them with `sysdl ps-bench --modes sync`")
+    return frame.assign(source=str(path)).reset_index(drop=True)
+
+
+def speeds_from_args(args):
+    """(points, global batch M): --illustrative's made-up table, --csv, else `sysdl ps-bench`'s CSV."""
+    if args.illustrative:
+        return illustrative_speeds(), args.batch or ILLUSTRATIVE_BATCH
+    path = Path(args.csv) if args.csv else PS_BENCH_DIR / "ps_bench.csv"
+    if not args.csv and not path.exists():
+        raise ValueError(f"no measured speeds at {path}: run `sysdl ps-bench` (or `sysdl ps-bench --quick`) first, "
+                         f"or pass --csv FILE; --illustrative fits a made-up table instead")
+    points = read_speeds(path)
+    if args.batch:
+        return points, args.batch
+    batches = sorted(set(points["global_batch"])) if "global_batch" in points.columns else []
+    if len(batches) != 1:
+        found = f"global_batch values {batches}" if batches else "no global_batch column"
+        raise ValueError(f"{path}: {found}; give the global batch M of these speeds with --batch")
+    return points, float(batches[0])
+
+
+def parse_configuration(text: str) -> tuple[int, int] | str:
+    """'W,P' (workers, parameter servers) for --hold-out, or 'none'."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        workers, servers = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write workers,servers, e.g. 3,2") from None
+    return workers, servers
+
+
+def held_out_configurations(points, chosen) -> list[tuple[int, int]]:
+    """The (w, p) kept out of the fit: ``chosen`` (--hold-out; [] for none), else every
+    HOLD_OUT_EVERY-th configuration in (p, w) order from the second, while at least
+    MIN_FIT_CONFIGURATIONS stay in the fit."""
+    from sysdl_kernels.perf_model import SPEED_TERMS
+    configurations = sorted({(int(w), int(p)) for w, p in zip(points["workers"], points["ps"])},
+                            key=lambda wp: (wp[1], wp[0]))
+    if chosen is not None:
+        unknown = [wp for wp in chosen if wp not in configurations]
+        if unknown:
+            raise ValueError(f"--hold-out {' '.join(f'{w},{p}' for w, p in unknown)}: not measured; the measured "
+                             f"(workers, servers) are {' '.join(f'{w},{p}' for w, p in configurations)}")
+        held = list(dict.fromkeys(chosen))
+    else:
+        held = []
+        for wp in configurations[1::HOLD_OUT_EVERY]:
+            if len(configurations) - len(held) - 1 < MIN_FIT_CONFIGURATIONS:
+                break
+            held.append(wp)
+    if len(configurations) - len(held) < len(SPEED_TERMS):
+        raise ValueError(f"{len(configurations) - len(held)} (workers, servers) configurations left to fit the "
+                         f"{len(SPEED_TERMS)} coefficients; hold out fewer or measure more")
+    return held
+
+
+def held_out_errors(points, fit):
+    """Measured against predicted speed on every point; relative error in %."""
+    predicted = fit.speed(points["workers"], points["ps"])
+    return points.assign(fitted_steps_per_s=predicted,
+                         error_pct=100 * (predicted - points["steps_per_s"]) / points["steps_per_s"])
 
 
 def steps_to_target(args) -> tuple[float, str]:
@@ -392,60 +473,125 @@ def steps_to_target(args) -> tuple[float, str]:
         per_epoch = args.steps_per_epoch or curve.steps_per_epoch
         if not per_epoch:
             raise ValueError(f"{curve.source} counts epochs; pass --steps-per-epoch to turn them into steps")
-        k *= per_epoch
+        return k * per_epoch, (f"loss model of {curve.source} (R^2 {fit.r2:.3f}): {k:.3g} epochs x "
+                               f"{per_epoch:g} steps to loss {target:.4g}")
     return k, f"loss model of {curve.source} (R^2 {fit.r2:.3f}) to loss {target:.4g}"
 
 
-def plot_speed(points, fit, times, steps: float, path: Path, label: str) -> Path:
-    """Left: measured speeds (dots) and the fitted model (lines) per server count; right: time to
-    target against workers for 2 and 4 parameter servers."""
+def time_table(fit, points, workers, steps: float):
+    """Predicted speed and time to target against w for p = 2 and 4, flagged where w lies outside
+    the workers measured with that p (extrapolated), beside the measured times where there are."""
+    import numpy as np
+    import pandas as pd
+    from sysdl_kernels.perf_model import time_to_target
+    times = pd.DataFrame({"workers": workers.astype(int)})
+    for servers in CURVE_SERVERS:
+        measured = points[points["ps"] == servers].groupby("workers")["steps_per_s"].mean()
+        times[f"speed_p{servers}"] = fit.speed(workers, np.full_like(workers, servers))
+        times[f"time_s_p{servers}"] = time_to_target(steps, fit, workers, np.full_like(workers, servers))
+        times[f"extrapolated_p{servers}"] = ~times["workers"].between(measured.index.min(), measured.index.max()) \
+            if len(measured) else True
+        times[f"measured_time_s_p{servers}"] = steps / times["workers"].map(measured)
+    return times
+
+
+def _split_by_range(x, y, inside):
+    """The curve as two lines: over the measured range, and beyond it (with the point where they
+    meet, so the dashed line joins the solid one); NaN breaks each line where the other runs."""
+    import numpy as np
+    x, y, inside = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(inside, dtype=bool)
+    beyond = ~inside
+    meets = beyond.copy()
+    meets[:-1] |= beyond[1:]
+    meets[1:] |= beyond[:-1]
+    return (x, np.where(inside, y, np.nan)), (x, np.where(meets, y, np.nan))
+
+
+def plot_speed(points, fit, times, steps: float, path: Path, label: str, errors: str) -> Path:
+    """Left: the speeds (filled: fitted, hollow: held out) and the fitted model per server count;
+    right: time to target against w for p = 2 and 4 from the fitted model, with the measured
+    points marked. Solid over the workers measured with that p, dashed beyond (extrapolation)."""
     import numpy as np
     from models.shared.figures import new_figure, save
-    fig, (speed_ax, time_ax) = new_figure((11, 4), 1, 2)
-    grid = np.linspace(1, max(points["workers"].max(), times["workers"].max()), 100)
+    fig, (speed_ax, time_ax) = new_figure((12, 4.4), 1, 2)
+    grid = np.arange(1, times["workers"].max() + 1, dtype=float)
     for index, (servers, group) in enumerate(points.groupby("ps")):
-        speed_ax.plot(group["workers"], group["steps_per_s"], "o", color=f"C{index}", label=f"p = {servers}, points")
-        speed_ax.plot(grid, fit.speed(grid, np.full_like(grid, servers)), "-", color=f"C{index}", alpha=0.7)
-    for servers, column in ((2, "time_s_p2"), (4, "time_s_p4")):
-        time_ax.plot(times["workers"], times[column], "o-", label=f"p = {servers} parameter servers")
-    speed_ax.set(xlabel="workers w", ylabel="steps / s", title=f"speed model (lines) against the points: {label}")
-    time_ax.set(xlabel="workers w", ylabel="seconds", title=f"time to target: {steps:,.0f} steps / speed(w, p)")
+        color = f"C{index}"
+        fitted, held = group[~group["held_out"]], group[group["held_out"]]
+        speed_ax.plot(fitted["workers"], fitted["steps_per_s"], "o", color=color,
+                      label=f"p = {servers}: measured, fitted")
+        if len(held):
+            speed_ax.plot(held["workers"], held["steps_per_s"], "s", mfc="none", color=color, ms=8,
+                          label=f"p = {servers}: measured, held out")
+        inside = (grid >= group["workers"].min()) & (grid <= group["workers"].max())
+        (xi, yi), (xo, yo) = _split_by_range(grid, fit.speed(grid, np.full_like(grid, servers)), inside)
+        speed_ax.plot(xi, yi, "-", color=color, alpha=0.8)
+        speed_ax.plot(xo, yo, "--", color=color, alpha=0.6)
+    for index, servers in enumerate(CURVE_SERVERS):
+        color = f"C{index + 5}"
+        (xi, yi), (xo, yo) = _split_by_range(times["workers"], times[f"time_s_p{servers}"],
+                                             ~times[f"extrapolated_p{servers}"])
+        for x, y, style, what in ((xi, yi, "-", "predicted (fitted model)"), (xo, yo, "--", "predicted, extrapolated")):
+            if np.isfinite(y).any():
+                time_ax.plot(x, y, style, color=color, label=f"p = {servers}: {what}")
+        group = points[points["ps"] == servers]
+        for held, marker in ((False, "o"), (True, "s")):
+            chosen = group[group["held_out"] == held]
+            if len(chosen):
+                time_ax.plot(chosen["workers"], steps / chosen["steps_per_s"], marker, color=color, ms=7,
+                             mfc="none" if held else color,
+                             label=f"p = {servers}: measured{', held out' if held else ''}")
+    speed_ax.set(xlabel="workers w", ylabel="steps / s", title=f"speed model against the points: {label}")
+    time_ax.set(xlabel="workers w", ylabel="seconds to target",
+                title=f"time to target = {steps:,.0f} steps / speed(w, p); held out: {errors}")
     for ax in (speed_ax, time_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    speed_ax.title.set_fontsize(8)
+        ax.legend(fontsize=6)
+        ax.title.set_fontsize(8)
     return save(fig, path)
 
 
 def cmd_speed(args) -> int:
     import numpy as np
     import pandas as pd
-    from sysdl_kernels.perf_model import SPEED_TERMS, fit_speed_model, time_to_target
-    points = read_speeds(args.csv) if args.csv else illustrative_speeds()
-    batch = args.batch or ILLUSTRATIVE_BATCH
-    fit = fit_speed_model(points["workers"], points["ps"], points["steps_per_s"], batch)
+    from sysdl_kernels.perf_model import SPEED_TERMS, fit_speed_model
+    points, batch = speeds_from_args(args)
+    held = held_out_configurations(points, None if args.hold_out is None else
+                                   [wp for wp in args.hold_out if wp != "none"])
+    points["held_out"] = [(int(w), int(p)) in held for w, p in zip(points["workers"], points["ps"])]
+    fitted = points[~points["held_out"]]
+    fit = fit_speed_model(fitted["workers"], fitted["ps"], fitted["steps_per_s"], batch)
+    points = held_out_errors(points, fit)
+    errors = points.loc[points["held_out"], "error_pct"].abs()
+    summary = (f"{len(errors)} point(s), mean |error| {errors.mean():.1f}%, max {errors.max():.1f}%" if len(errors)
+               else "none")
     steps, steps_source = steps_to_target(args)
-    workers = np.array(args.workers or range(1, int(points["workers"].max()) + 1), dtype=float)
-    times = pd.DataFrame({"workers": workers.astype(int)})
-    for servers in (2, 4):
-        times[f"speed_p{servers}"] = fit.speed(workers, np.full_like(workers, servers))
-        times[f"time_s_p{servers}"] = time_to_target(steps, fit, workers, np.full_like(workers, servers))
+    top = int(points["workers"].max())
+    workers = np.array(args.workers or range(1, EXTRAPOLATE_WORKERS * top + 1), dtype=float)
+    times = time_table(fit, points, workers, steps)
     coefficients = pd.DataFrame({"term": SPEED_TERMS, "theta_s": fit.theta})
     label = points["source"].iloc[0]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    points.assign(fitted_steps_per_s=fit.speed(points["workers"], points["ps"])).to_csv(
-        out / "speed_points.csv", index=False)
-    coefficients.assign(batch=batch, r2=fit.r2, mape_pct=fit.mape).to_csv(out / "speed_fit.csv", index=False)
+    points.to_csv(out / "speed_points.csv", index=False)
+    coefficients.assign(batch=batch, r2=fit.r2, mape_pct=fit.mape, fitted_points=len(fitted),
+                        held_out_points=len(errors), held_out_mean_abs_error_pct=errors.mean(),
+                        held_out_max_abs_error_pct=errors.max()).to_csv(out / "speed_fit.csv", index=False)
     times.to_csv(out / "time_to_target.csv", index=False)
     fmt = lambda v: f"{v:.4g}"  # noqa: E731
-    print(f"speeds: {label}; global batch M = {batch}")
-    print(f"step_time(w, p) = t0 M/w + t1 + t2 w/p + t3 w + t4 p, NNLS: R^2 {fit.r2:.4f}, MAPE {fit.mape:.2f}%")
+    print(f"speeds: {label}; global batch M = {batch:g}")
+    print(f"step_time(w, p) = t0 M/w + t1 + t2 w/p + t3 w + t4 p, NNLS on {len(fitted)} points: "
+          f"R^2 {fit.r2:.4f}, MAPE {fit.mape:.2f}%")
     print(coefficients.to_string(index=False, float_format=fmt))
-    print(f"\nsteps to target: {steps:,.0f} ({steps_source})\n{times.to_string(index=False, float_format=fmt)}")
-    best = {s: int(times.loc[times[f"time_s_p{s}"].idxmin(), "workers"]) for s in (2, 4)}
-    print(f"fastest: {best[2]} workers with 2 servers, {best[4]} workers with 4 servers")
-    plot = plot_speed(points, fit, times, steps, out / "time_to_target.png", label)
+    shown = points[points["held_out"]][["workers", "ps", "steps_per_s", "fitted_steps_per_s", "error_pct"]]
+    print(f"\nheld out of the fit: {summary}" + (f"\n{shown.to_string(index=False, float_format=fmt)}" if len(shown)
+                                                 else " (too few points to spare any; --hold-out W,P names some)"))
+    print(f"\nsteps to target: {steps:,.0f} ({steps_source}); predicted by the fitted model, "
+          f"extrapolated_pN: w outside the workers measured with N servers")
+    print(times.to_string(index=False, float_format=fmt))
+    best = {s: int(times.loc[times[f"time_s_p{s}"].idxmin(), "workers"]) for s in CURVE_SERVERS}
+    print("fastest (predicted): " + ", ".join(f"{best[s]} workers with {s} servers" for s in CURVE_SERVERS))
+    plot = plot_speed(points, fit, times, steps, out / "time_to_target.png", label, summary)
     print(f"\ntables: {out / 'speed_points.csv'}, {out / 'speed_fit.csv'}, {out / 'time_to_target.csv'}")
     print(f"figure: {plot}")
     return 0
@@ -491,12 +637,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     p.set_defaults(optimus_func=cmd_regress)
 
-    p = sub.add_parser("speed", help="fit the parameter-server speed model; time to target vs workers, p = 2, 4")
-    p.add_argument("--csv", default=None, metavar="FILE",
-                   help="measured speeds: columns workers, ps, steps_per_s (default: an ILLUSTRATIVE made-up table)")
-    p.add_argument("--batch", type=float, default=None, help=f"global batch M (default {ILLUSTRATIVE_BATCH})")
+    p = sub.add_parser("speed", help="fit the parameter-server speed model to measured speeds, check it on held-out "
+                                     "points; time to target vs workers, p = 2, 4")
+    speeds = p.add_mutually_exclusive_group()
+    speeds.add_argument("--csv", default=None, metavar="FILE",
+                        help=f"measured speeds: columns workers, ps, steps_per_s (default: `sysdl ps-bench`'s "
+                             f"{PS_BENCH_DIR / 'ps_bench.csv'})")
+    speeds.add_argument("--illustrative", action="store_true",
+                        help="fit an ILLUSTRATIVE table of made-up speeds instead of measured ones")
+    p.add_argument("--batch", type=float, default=None,
+                   help=f"global batch M (default: the CSV's global_batch; --illustrative: {ILLUSTRATIVE_BATCH})")
+    p.add_argument("--hold-out", type=parse_configuration, nargs="+", default=None, metavar="W,P",
+                   help=f"(workers, servers) kept out of the fit to measure its error, or 'none' (default: every "
+                        f"{HOLD_OUT_EVERY}th configuration from the second while {MIN_FIT_CONFIGURATIONS} stay in)")
     p.add_argument("--workers", type=int, nargs="+", default=None,
-                   help="worker counts to predict (default: 1 .. the most measured)")
+                   help=f"worker counts to predict (default: 1 .. {EXTRAPOLATE_WORKERS} x the most measured)")
     p.add_argument("--steps", type=float, default=None, help="steps to target (default: from the loss model)")
     p.add_argument("--target", type=float, nargs=1, default=None,
                    help="target loss for the loss model (default: the curve's last measured loss)")

@@ -140,3 +140,75 @@ def test_a_fit_that_explains_nothing_predicts_nothing(tmp_path, capsys):
     targets = pd.read_csv(tmp_path / "loss_targets.csv")
     assert targets["epochs_to_target"].isna().all()               # no number dressed as a prediction
     assert targets["note"].str.contains("R^2", regex=False).all()
+
+
+# ---- speed: measured points, held out of the fit -------------------------------------------
+
+def _speeds(workers=(1, 2, 3, 4), servers=(1, 2, 4), batch=32, **columns):
+    w, p = np.meshgrid(workers, servers)
+    w, p = w.ravel(), p.ravel()
+    return pd.DataFrame({"workers": w, "ps": p, "steps_per_s": 1 / (speed_terms(w, p, batch) @ THETA), **columns})
+
+
+def test_held_out_points_stay_out_of_the_fit_and_their_error_is_reported(tmp_path, capsys):
+    speeds = _speeds()
+    speeds.loc[(speeds["workers"] == 3) & (speeds["ps"] == 2), "steps_per_s"] *= 1.25     # a point off the model
+    speeds.to_csv(tmp_path / "s.csv", index=False)
+    assert _standalone(["speed", "--csv", str(tmp_path / "s.csv"), "--batch", "32", "--steps", "100",
+                        "--hold-out", "3,2", "1,4", "--out-dir", str(tmp_path)]) == 0
+    fit = pd.read_csv(tmp_path / "speed_fit.csv")
+    assert fit["theta_s"].to_numpy() == pytest.approx(THETA, rel=1e-3)          # the odd point did not move it
+    assert (fit["fitted_points"] == 10).all() and (fit["held_out_points"] == 2).all()
+    points = pd.read_csv(tmp_path / "speed_points.csv").set_index(["workers", "ps"])
+    assert points["held_out"].sum() == 2
+    assert points.loc[(3, 2), "error_pct"] == pytest.approx(100 * (1 / 1.25 - 1), rel=1e-3)
+    assert abs(points.loc[(1, 4), "error_pct"]) < 1e-3
+    assert fit["held_out_max_abs_error_pct"].iloc[0] == pytest.approx(20.0, rel=1e-3)
+    assert "held out of the fit: 2 point(s), mean |error| 10.0%, max 20.0%" in capsys.readouterr().out
+
+
+def test_default_hold_out_keeps_enough_points_to_fit(tmp_path):
+    from models.analysis.optimus import held_out_configurations
+    twelve = _speeds()
+    assert held_out_configurations(twelve, None) == [(2, 1), (2, 2), (2, 4)]    # every 4th in (p, w) order
+    six = _speeds(workers=(1, 2, 3), servers=(1, 2))
+    assert held_out_configurations(six, None) == []                              # 5 coefficients + 1
+    with pytest.raises(ValueError, match="4 .* configurations left to fit the 5"):
+        held_out_configurations(_speeds(workers=(1, 2, 3), servers=(1, 2)), [(1, 1), (2, 2)])
+    with pytest.raises(ValueError, match="--hold-out 9,9: not measured"):
+        held_out_configurations(twelve, [(9, 9)])
+
+
+def test_curves_mark_measured_points_and_flag_extrapolation(tmp_path):
+    _speeds(workers=(1, 2, 3, 4), servers=(1, 2)).to_csv(tmp_path / "s.csv", index=False)
+    assert _standalone(["speed", "--csv", str(tmp_path / "s.csv"), "--batch", "32", "--steps", "100",
+                        "--out-dir", str(tmp_path)]) == 0
+    times = pd.read_csv(tmp_path / "time_to_target.csv").set_index("workers")
+    assert list(times.index) == list(range(1, 9))                               # 2 x the most measured
+    assert not times.loc[1:4, "extrapolated_p2"].any() and times.loc[5:, "extrapolated_p2"].all()
+    assert times["extrapolated_p4"].all()                                        # p = 4 never measured
+    assert times.loc[3, "measured_time_s_p2"] == pytest.approx(100 * (speed_terms(3, 2, 32) @ THETA)[0])
+    assert times.loc[5:, "measured_time_s_p2"].isna().all() and times["measured_time_s_p4"].isna().all()
+    assert (tmp_path / "time_to_target.png").stat().st_size > 0
+
+
+def test_speed_reads_ps_bench_by_default_its_batch_and_sync_rows(tmp_path, monkeypatch, capsys):
+    from models.shared.artifacts import PS_BENCH_DIR
+    monkeypatch.chdir(tmp_path)
+    assert _standalone(["speed", "--steps", "100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sysdl ps-bench" in err[0] and "--illustrative" in err[0]
+    sync = _speeds(batch=64, mode="sync", global_batch=64)
+    noise = _speeds(batch=64, mode="async", global_batch=64).assign(steps_per_s=1e3)   # not the model's
+    (tmp_path / PS_BENCH_DIR).mkdir(parents=True)
+    pd.concat([sync, noise]).to_csv(tmp_path / PS_BENCH_DIR / "ps_bench.csv", index=False)
+    assert _standalone(["speed", "--steps", "100", "--hold-out", "none"]) == 0
+    fit = pd.read_csv(tmp_path / "runs" / "optimus" / "speed_fit.csv")
+    assert (fit["batch"] == 64).all() and fit["theta_s"].to_numpy() == pytest.approx(THETA, rel=1e-3)
+    assert "global batch M = 64" in capsys.readouterr().out
+
+
+def test_illustrative_speeds_are_only_used_when_asked_and_say_so(tmp_path, capsys):
+    assert _standalone(["speed", "--illustrative", "--steps", "100", "--out-dir", str(tmp_path)]) == 0
+    assert "illustrative (made-up coefficients, not measured)" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "speed_points.csv")["source"].str.contains("made-up").all()
