@@ -5,7 +5,8 @@ Same signatures, semantics and error messages as the numpy kernels in sysdl_kern
 every output is a new C-contiguous array and the inputs are never written. Each public
 function validates, makes its inputs C-contiguous (zero-padding a copy of x where the conv
 pads), allocates the outputs and calls ``@numba.njit(parallel=True, fastmath=False)``
-kernels. They compile lazily on the first call per dtype and layout (``cache=True`` keeps
+kernels (the stride-1 forward contracts its multiply-adds to FMAs: fastmath={"contract"}, which
+rounds once where a multiply and an add round twice, and never reorders a sum). They compile lazily on the first call per dtype and layout (``cache=True`` keeps
 them on disk) and run on ``numba.get_num_threads()`` threads (NUMBA_NUM_THREADS). Every
 thread owns the outputs it writes, so results do not depend on the thread count.
 
@@ -16,9 +17,11 @@ leaves it all to the scalar remainder), so the stride-1 kernels work on *wide* p
 output is computed as if it were Wp (the padded input width) columns wide, which makes the
 (i, j)-shifted input under every output plane one flat run of (OH-1)*Wp + OW elements; the
 Wp - OW extra columns (2 of 28 for a 3x3 kernel) are computed and dropped.
-  * conv2d forward, stride 1 (``_correlate_wide``): ``prange`` over (n, o) output planes;
-    per tap a pass over the wide accumulator (a few KB, in L1), three taps of a kernel row
-    per pass to cut its loads and stores to a third.
+  * conv2d forward, stride 1 (``_correlate_wide``): ``prange`` over (n, pair of output
+    channels); per input channel a pass over the two wide accumulators (a few KB, in L1).
+    A 3x3 kernel takes all 9 taps for both outputs in one pass (9 input loads feed 18
+    multiply-adds, contracted to FMAs); other kernels take three taps of a kernel row per
+    pass, to cut the accumulator's loads and stores to a third.
   * grad_x, stride 1: grad_out zero-padded by the kernel's span and correlated with the
     flipped, transposed weight: the same kernel, ``prange`` over (n, c) planes, cropped.
   * grad_weight, stride 1 (``_grad_weight_wide``): ``prange`` over (o, c) pairs, each
@@ -72,37 +75,78 @@ def _pad_planes(x, top, left, out):
             plane[top + y, left:left + w] = x[n, c, y]
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always")
+def _taps_by_rows(acc, xn, weight, o, c, base, wp, dh, dw, run):
+    # acc[t] += sum over taps (i, j) of weight[o, c, i, j] * xn[base + i*dh*wp + j*dw + t]: any kernel,
+    # three taps of a kernel row per pass over acc
+    kh, kw = weight.shape[2], weight.shape[3]
+    for i in range(kh):
+        row = base + i * dh * wp
+        j = 0
+        while j + 3 <= kw:                          # three taps per pass over acc: 1/3 the stores
+            w0, w1, w2 = weight[o, c, i, j], weight[o, c, i, j + 1], weight[o, c, i, j + 2]
+            off = row + j * dw
+            x0, x1, x2 = xn[off:off + run], xn[off + dw:off + dw + run], xn[off + 2 * dw:off + 2 * dw + run]
+            for t in range(run):
+                acc[t] += w0 * x0[t] + w1 * x1[t] + w2 * x2[t]
+            j += 3
+        while j < kw:
+            wv = weight[o, c, i, j]
+            xs = xn[row + j * dw:row + j * dw + run]
+            for t in range(run):
+                acc[t] += wv * xs[t]
+            j += 1
+
+
+@numba.njit(inline="always")
+def _nine_taps_two_outputs(acc0, acc1, xn, weight, o, c, base, wp, dh, dw, run):
+    # A 3x3 kernel for outputs o and o + 1 in one pass: 9 input loads feed 18 multiply-adds and
+    # two accumulator updates (tap by tap: 2 loads and a store per multiply-add)
+    a00, a01, a02 = weight[o, c, 0, 0], weight[o, c, 0, 1], weight[o, c, 0, 2]
+    a10, a11, a12 = weight[o, c, 1, 0], weight[o, c, 1, 1], weight[o, c, 1, 2]
+    a20, a21, a22 = weight[o, c, 2, 0], weight[o, c, 2, 1], weight[o, c, 2, 2]
+    b00, b01, b02 = weight[o + 1, c, 0, 0], weight[o + 1, c, 0, 1], weight[o + 1, c, 0, 2]
+    b10, b11, b12 = weight[o + 1, c, 1, 0], weight[o + 1, c, 1, 1], weight[o + 1, c, 1, 2]
+    b20, b21, b22 = weight[o + 1, c, 2, 0], weight[o + 1, c, 2, 1], weight[o + 1, c, 2, 2]
+    r0, r1, r2 = xn[base:], xn[base + dh * wp:], xn[base + 2 * dh * wp:]
+    d1, d2 = dw, 2 * dw
+    for t in range(run):
+        v00, v01, v02 = r0[t], r0[t + d1], r0[t + d2]
+        v10, v11, v12 = r1[t], r1[t + d1], r1[t + d2]
+        v20, v21, v22 = r2[t], r2[t + d1], r2[t + d2]
+        acc0[t] += (a00 * v00 + a01 * v01 + a02 * v02 + a10 * v10 + a11 * v11 + a12 * v12
+                    + a20 * v20 + a21 * v21 + a22 * v22)
+        acc1[t] += (b00 * v00 + b01 * v01 + b02 * v02 + b10 * v10 + b11 * v11 + b12 * v12
+                    + b20 * v20 + b21 * v21 + b22 * v22)
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"contract"})
 def _correlate_wide(src, weight, bias, has_bias, hp, wp, r0, q0, dh, dw, out):
     # src (N, C*Hp*Wp): padded planes, flat; weight (O, C, KH, KW); bias (O,) if has_bias
     # out (N, O, OH, OW) = stride-1 correlation read from src at row r0, column q0 onwards
     n_img, n_out, oh, ow = out.shape
     n_in, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
     run = (oh - 1) * wp + ow                        # the wide output plane, flat
-    for job in numba.prange(n_img * n_out):
-        n, o = job // n_out, job % n_out
+    pairs = (n_out + 1) // 2
+    for job in numba.prange(n_img * pairs):         # (image, pair of output channels)
+        n, o = job // pairs, 2 * (job % pairs)
         xn = src[n]
-        acc = np.empty(run, dtype=out.dtype)
-        acc[:] = bias[o] if has_bias else 0.0
+        two = o + 1 < n_out
+        acc0, acc1 = np.empty(run, dtype=out.dtype), np.empty(run, dtype=out.dtype)
+        acc0[:] = bias[o] if has_bias else 0.0
+        acc1[:] = bias[o + 1] if has_bias and two else 0.0
         for c in range(n_in):
-            for i in range(kh):
-                base = (c * hp + r0 + i * dh) * wp + q0
-                j = 0
-                while j + 3 <= kw:                  # three taps per pass over acc: 1/3 the stores
-                    w0, w1, w2 = weight[o, c, i, j], weight[o, c, i, j + 1], weight[o, c, i, j + 2]
-                    off = base + j * dw
-                    x0, x1, x2 = xn[off:off + run], xn[off + dw:off + dw + run], xn[off + 2 * dw:off + 2 * dw + run]
-                    for t in range(run):
-                        acc[t] += w0 * x0[t] + w1 * x1[t] + w2 * x2[t]
-                    j += 3
-                while j < kw:
-                    wv = weight[o, c, i, j]
-                    xs = xn[base + j * dw:base + j * dw + run]
-                    for t in range(run):
-                        acc[t] += wv * xs[t]
-                    j += 1
+            base = (c * hp + r0) * wp + q0
+            if two and kh == 3 and kw == 3:
+                _nine_taps_two_outputs(acc0, acc1, xn, weight, o, c, base, wp, dh, dw, run)
+            else:
+                _taps_by_rows(acc0, xn, weight, o, c, base, wp, dh, dw, run)
+                if two:
+                    _taps_by_rows(acc1, xn, weight, o + 1, c, base, wp, dh, dw, run)
         for r in range(oh):                         # keep OW of each Wp-wide row
-            out[n, o, r, :] = acc[r * wp:r * wp + ow]
+            out[n, o, r, :] = acc0[r * wp:r * wp + ow]
+            if two:
+                out[n, o + 1, r, :] = acc1[r * wp:r * wp + ow]
 
 
 @numba.njit(**_JIT)
