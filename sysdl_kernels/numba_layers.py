@@ -108,12 +108,14 @@ def _nine_taps_two_outputs(acc0, acc1, xn, weight, o, c, base, wp, dh, dw, run):
     b00, b01, b02 = weight[o + 1, c, 0, 0], weight[o + 1, c, 0, 1], weight[o + 1, c, 0, 2]
     b10, b11, b12 = weight[o + 1, c, 1, 0], weight[o + 1, c, 1, 1], weight[o + 1, c, 1, 2]
     b20, b21, b22 = weight[o + 1, c, 2, 0], weight[o + 1, c, 2, 1], weight[o + 1, c, 2, 2]
-    r0, r1, r2 = xn[base:], xn[base + dh * wp:], xn[base + 2 * dh * wp:]
-    d1, d2 = dw, 2 * dw
+    r0, r1, r2 = base, base + dh * wp, base + 2 * dh * wp      # views, so the loop indexes by t alone
+    x00, x01, x02 = xn[r0:], xn[r0 + dw:], xn[r0 + 2 * dw:]
+    x10, x11, x12 = xn[r1:], xn[r1 + dw:], xn[r1 + 2 * dw:]
+    x20, x21, x22 = xn[r2:], xn[r2 + dw:], xn[r2 + 2 * dw:]
     for t in range(run):
-        v00, v01, v02 = r0[t], r0[t + d1], r0[t + d2]
-        v10, v11, v12 = r1[t], r1[t + d1], r1[t + d2]
-        v20, v21, v22 = r2[t], r2[t + d1], r2[t + d2]
+        v00, v01, v02 = x00[t], x01[t], x02[t]
+        v10, v11, v12 = x10[t], x11[t], x12[t]
+        v20, v21, v22 = x20[t], x21[t], x22[t]
         acc0[t] += (a00 * v00 + a01 * v01 + a02 * v02 + a10 * v10 + a11 * v11 + a12 * v12
                     + a20 * v20 + a21 * v21 + a22 * v22)
         acc1[t] += (b00 * v00 + b01 * v01 + b02 * v02 + b10 * v10 + b11 * v11 + b12 * v12
