@@ -201,12 +201,15 @@ def run_worker(messenger: _Messenger, index: int, workers: int, job: PSJob, mode
     scale = (share[1] - share[0]) / job.global_batch if job.mode == "sync" else 1.0
     dtype = getattr(torch, job.dtype)
 
-    def pull():
-        messenger.wait(*[messenger.recv(flat[bounds[s]:bounds[s + 1]], s, PARAMETER_TAG, "pull parameters from")
-                         for s in range(servers)])
+    def post_pull():
+        return [messenger.recv(flat[bounds[s]:bounds[s + 1]], s, PARAMETER_TAG, "pull parameters from")
+                for s in range(servers)]
+
+    def finish_pull(posted):
+        messenger.wait(*posted)
         vector_to_parameters(flat, model.parameters())
 
-    pull()                                            # start from the servers' parameters
+    finish_pull(post_pull())                          # start from the servers' parameters
     times = torch.zeros(job.steps, len(WORKER_TIMES), dtype=torch.float64)
     for step in range(job.warmup + job.steps):
         messenger.step = step
@@ -217,10 +220,13 @@ def run_worker(messenger: _Messenger, index: int, workers: int, job: PSJob, mode
         F.cross_entropy(model(images), labels).backward()
         gradient = _flat_gradient(model, scale)
         computed = time.perf_counter()
+        # The pulls are posted before the pushes: a server's answer then lands whatever the order
+        # in which the servers take the pushes (asynchronous servers answer one worker each time).
+        pulls = post_pull()
         messenger.wait(*[messenger.send(gradient[bounds[s]:bounds[s + 1]], s, GRADIENT_TAG,
                                         "push gradients to") for s in range(servers)])
         pushed = time.perf_counter()
-        pull()
+        finish_pull(pulls)
         if step >= job.warmup:
             times[step - job.warmup] = torch.tensor([computed - start, pushed - computed,
                                                      time.perf_counter() - pushed])

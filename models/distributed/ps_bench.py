@@ -1,5 +1,7 @@
-"""`sysdl ps-bench`: parameter-server training speed over a grid of (p servers, w workers), with
-compute, push, update and pull timed apart; the speeds `sysdl optimus speed` fits.
+"""`sysdl ps-bench`: parameter-server training speed (steps/s) over a grid of servers x workers.
+
+Compute, push, update and pull are timed apart; `sysdl optimus speed` fits the speeds
+(docs/parameter-server.md).
 
     sysdl ps-bench                                   # Fashion CNN, p 1 2 4 x w 1 2 3 4, synchronous
     sysdl ps-bench --quick                           # synthetic data, p 1 2 x w 1 2 3, 3 steps (CI)
@@ -298,7 +300,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=PSJob.lr, help="SGD learning rate")
     parser.add_argument("--momentum", type=float, default=PSJob.momentum, help="SGD momentum")
     parser.add_argument("--weight-decay", type=float, default=PSJob.weight_decay, help="L2 penalty")
-    parser.add_argument("--seed", type=int, default=PSJob.seed, help="initial weights and batch order")
+    parser.add_argument("--seed", type=int, default=PSJob.seed, help="initial weights and batch order (default 0)")
     parser.add_argument("--timeout", type=float, default=PSJob.timeout,
                         help="seconds a rank waits for one message before it names the peer and stops")
     command.add_threads_flag(parser, "torch threads per process (default 1: the p + w processes share the cores)")
