@@ -26,6 +26,8 @@ COMMANDS = (
     ("scratch", "models.scratch.command", "the from-scratch numpy CNN: overfit, converge, profile"),
     ("prune", "models.pruning.command", "iterative structured pruning with retraining (resumable)"),
     ("report prune", "models.reports.prune_report", "Pareto plot, steps table and the selected pruned model"),
+    ("prune-control", "models.pruning.scratch_control",
+     "train-from-scratch control and longer final retraining of the pruning front, optionally distilled (resumable)"),
     ("report sweep", "models.reports.sweep_report",
      "top-3, runs table, Pareto, main effects, situation plots (from MLflow)"),
     ("sweep", "models.sweeps.sweep", "hyperparameter sweeps: model | train (resumable, --workers, --shard I/N)"),

@@ -2,6 +2,7 @@
 
     sysdl prune --heuristic l1 --schedule global     # runs/prune/l1-global/: state.json + step checkpoints
     sysdl prune --quick                              # 2 steps per layer, 1-epoch retraining, a data subset
+    sysdl prune --distill-temperature 4              # retrain against the base's soft targets too
 
 The base is --base when given (it must exist), else runs/base.pt. --quick reads and writes below
 runs/quick/ instead: its base is runs/quick/base.pt (what `sysdl train --quick` writes) or, where
@@ -54,8 +55,11 @@ def main(args) -> int:
         if not base.exists():
             base = _quick_base(data, out_dir / "quick_base.pt")
             print(f"note: no base model at {QUICK.base}; pruning a throwaway one trained for 2 epochs: {base}")
+    distill = (f" against the base's soft targets (T {cfg.distill_temperature:g}, weight {cfg.distill_weight:g})"
+               if cfg.distills else "")
     print(f"pruning {base} with {cfg.name}; each step retrains {cfg.retrain_epochs} epochs on "
-          f"{len(data.train)} images; decisions on {'validation' if data.val is not None else 'test'} accuracy")
+          f"{len(data.train)} images{distill}; decisions on {'validation' if data.val is not None else 'test'} "
+          f"accuracy")
     steps = run_session(base, data, cfg, out_dir, track=not args.no_track, progress=not args.no_progress)
     kept = [s for s in steps if s["accepted"]][-1]
     print(f"done: {len(steps) - 1} steps; final model {kept['conv1_channels']}-{kept['conv2_channels']}-"

@@ -32,6 +32,9 @@ accuracy after retraining; the step's drop is before minus after retraining. Sto
 at the first step whose drop exceeds ``max_drop`` (1%) and keep the model from before it.
 Global schedule: at each step try the least important unit of every layer, prune where the
 decision accuracy (validation if asked for, else test) falls least, retrain, same stop rule.
+Distillation (``distill_temperature`` > 0, models/pruning/distill.py): every retraining also fits
+the base model's soft targets (Hinton et al. 2015); such a session is named
+HEURISTIC-SCHEDULE-distill-T<T>-w<weight> and caches the base's logits in OUT_DIR/soft_targets/.
 Every step is one MLflow child run under one parent run per session; a killed session resumes
 from its last finished step (``state.json`` beside the step checkpoints, which it names relative
 to its own folder, so a session reads the same from any working directory and can be moved).
@@ -181,8 +184,12 @@ class PruneConfig:
     importance_batch: int = 1024     # training images the data-driven heuristics look at
     seed: int = 0
     max_steps_per_layer: int = 0     # 0: no limit (the --quick mode sets a small one)
+    distill_temperature: float = 0.0  # 0: retrain on the labels; T > 0: also on the base's soft targets at T
+    distill_weight: float = 0.9      # share of the soft term in the retraining loss (Hinton et al.'s weight)
 
     def __post_init__(self):
+        from models.pruning.distill import check_distillation
+        check_distillation(self.distill_temperature, self.distill_weight)
         for name in ("max_drop", "retrain_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -197,8 +204,32 @@ class PruneConfig:
             raise ValueError(f"max_drop is a fraction of accuracy in [0, 1), got {self.max_drop}")
 
     @property
+    def distills(self) -> bool:
+        return self.distill_temperature > 0
+
+    @property
     def name(self) -> str:
-        return f"{self.heuristic}-{self.schedule}"
+        distill = f"-distill-T{self.distill_temperature:g}-w{self.distill_weight:g}" if self.distills else ""
+        return f"{self.heuristic}-{self.schedule}{distill}"
+
+
+# Fields added to PruneConfig after sessions were first recorded, with the value that those
+# sessions' state.json, which lacks them, means: an older session reads (and resumes) as it was.
+LATER_FIELDS = {"distill_temperature": 0.0, "distill_weight": PruneConfig.distill_weight}
+
+
+def recorded_config(state: dict) -> dict:
+    """A state's config with the fields it predates filled in with what they meant then."""
+    return {**LATER_FIELDS, **state["config"]}
+
+
+def session_name(state: dict, where: str | Path = "state.json") -> str:
+    """The session's name (HEURISTIC-SCHEDULE[-distill-T..-w..]) from its state.json's config."""
+    try:
+        return PruneConfig(**recorded_config(state)).name
+    except (TypeError, ValueError) as err:
+        raise SessionStateError(f"{where} holds a config no pruning session has ({err}); remove "
+                                f"{Path(where).parent} to start that session afresh") from None
 
 
 def model_summary(model: FashionCNN) -> dict:
@@ -250,6 +281,22 @@ def read_state(path: Path) -> dict:
     return state
 
 
+def session_steps(prune_dir: str | Path):
+    """All steps of all sessions under ``prune_dir`` as one DataFrame: one row per produced model,
+    ``session`` its session's name, ``distilled`` whether it retrains on soft targets, and
+    ``session_dir`` the folder its ``checkpoint`` is relative to."""
+    import pandas as pd
+    rows = []
+    for state_path in sorted(Path(prune_dir).glob("*/state.json")):
+        state = read_state(state_path)
+        name, distilled = session_name(state, state_path), recorded_config(state)["distill_temperature"] > 0
+        rows += [{"session": name, **step, "distilled": distilled, "session_dir": str(state_path.parent)}
+                 for step in state["steps"]]
+    if not rows:
+        raise ValueError(f"no pruning sessions under {prune_dir}; run `sysdl prune` first")
+    return pd.DataFrame(rows)
+
+
 def step_checkpoint(session_dir: Path, recorded: str) -> Path:
     """Where a step's checkpoint is: recorded relative to the session's folder; state.json files
     written before that hold paths relative to the working directory they were written from,
@@ -297,7 +344,7 @@ class Session:
         digest = hashlib.sha256(Path(base).read_bytes()).hexdigest()
         if path.exists():
             self.state = read_state(path)
-            if self.state["config"] != asdict(cfg):
+            if recorded_config(self.state) != asdict(cfg):
                 raise ValueError(f"{path} belongs to a session with {self.state['config']}; resuming needs "
                                  f"the same settings, or remove {self.dir} to start afresh")
             if self.state.get("base_sha256", digest) != digest:
@@ -338,6 +385,10 @@ def run_session(base_checkpoint: str | Path, data, cfg: PruneConfig, out_dir: st
 
     session = Session(Path(out_dir) / cfg.name, cfg, str(base_checkpoint))
     model = session.current_model()
+    soft_targets = None
+    if cfg.distills:                 # the base's logits on every training image, once per data set
+        from models.pruning.distill import SoftTargets
+        soft_targets = SoftTargets.for_teacher(base_checkpoint, data, Path(out_dir) / "soft_targets")
     decide_on = "val" if data.val is not None else "test"
     g = torch.Generator().manual_seed(cfg.seed)
     pick = torch.randperm(len(data.train), generator=g)[:cfg.importance_batch]
@@ -367,8 +418,10 @@ def run_session(base_checkpoint: str | Path, data, cfg: PruneConfig, out_dir: st
                       "schedule": cfg.schedule}
             before = _accuracies(model, data)
             after_prune = choice[3] if len(choice) > 3 else _accuracies(candidate, data)
-            fit(candidate, data, TrainConfig(epochs=cfg.retrain_epochs, lr=cfg.retrain_lr, seed=cfg.seed + number),
-                progress=False)
+            retrain = TrainConfig(epochs=cfg.retrain_epochs, lr=cfg.retrain_lr, seed=cfg.seed + number)
+            hook = (soft_targets.loss_hook(retrain, cfg.distill_temperature, cfg.distill_weight)
+                    if soft_targets is not None else None)
+            fit(candidate, data, retrain, progress=False, loss_hook=hook)
             after_retrain = _accuracies(candidate, data)
             for split in before:
                 record.update({f"{split}_before": before[split], f"{split}_after_prune": after_prune[split],

@@ -32,12 +32,18 @@ class MainJobArtifacts:
     infer_csv: Path         # `sysdl infer-bench`'s timings
     bench_json: Path        # pytest-benchmark's JSON
     tables: Path            # `sysdl bench-table`'s tables and charts
+    prune_control: Path     # `sysdl prune-control`: the scratch control and final retraining of the pruning front
 
     @classmethod
     def under(cls, root: str | Path) -> "MainJobArtifacts":
         root = Path(root)
         return cls(root, root / "base.pt", root / "prune", root / "pruned_selected.pt", root / "infer_bench.csv",
-                   root / "bench.json", root / "bench_table")
+                   root / "bench.json", root / "bench_table", root / "prune_control")
+
+    @property
+    def prune_control_runs(self) -> Path:
+        """Every finished run of `sysdl prune-control`, one row each (what `sysdl report prune` reads)."""
+        return self.prune_control / "runs.csv"
 
 
 MAIN = MainJobArtifacts.under(RUNS)

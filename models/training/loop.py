@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -182,13 +183,20 @@ def make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+def epoch_order(n: int, cfg: TrainConfig, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The epoch's shuffled order of n training images and which of its positions are flipped
+    (None without hflip): what ``epoch_data`` applies, for whoever must line data up with it."""
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g)
+    flip = torch.rand(n, generator=g) < 0.5 if cfg.hflip else None
+    return order, flip
+
+
 def epoch_data(split: Split, cfg: TrainConfig, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The epoch's training images in shuffled order (flipped where drawn), gathered once."""
-    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    order = torch.randperm(len(split), generator=g)
+    order, flip = epoch_order(len(split), cfg, epoch)
     x, y = split.x[order], split.y[order]            # (N, C, H, W), (N,)
-    if cfg.hflip:
-        flip = torch.rand(len(split), generator=g) < 0.5
+    if flip is not None:
         x[flip] = x[flip].flip(-1)
     return x, y
 
@@ -196,12 +204,14 @@ def epoch_data(split: Split, cfg: TrainConfig, epoch: int) -> tuple[torch.Tensor
 def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torch.Tensor,
                 batch_size: int, on_step: Callable[[], None] | None = None,
                 objective: Objective = CLASSIFICATION, batch_transform: Callable | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
+                generator: torch.Generator | None = None,
+                loss_hook: Callable | None = None) -> tuple[torch.Tensor, float]:
     """One pass over (x, y) in order; returns (per-step losses, correctly classified count; NaN
     when the objective has no notion of correct). ``batch_transform(xb, yb, generator) -> (xb, yb)``
     augments each batch before the step (models/data/augment.py); when it returns k examples per image
     (batch augmentation), the count is that of correct predictions divided by k, so count / len(y)
-    stays the fraction of correct training predictions."""
+    stays the fraction of correct training predictions. ``loss_hook(step, logits, yb, loss) -> loss``
+    replaces the objective's loss of each batch by the one to minimise (distillation)."""
     model.train()
     steps = math.ceil(len(y) / batch_size)
     losses = torch.empty(steps, device=x.device)          # on the data's device: no sync per step
@@ -214,6 +224,8 @@ def train_epoch(model: nn.Module, optimizer, scheduler, x: torch.Tensor, y: torc
         seen += len(yb)
         logits = model(xb)
         loss = objective.loss(logits, yb)
+        if loss_hook is not None:
+            loss = loss_hook(step, logits, yb, loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -252,7 +264,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
         start: dict | None = None,
         stop: Callable[[list[EpochResult]], str | None] | None = None,
         objective: Objective = CLASSIFICATION, optimizer_factory: Callable | None = None,
-        batch_transform: Callable | None = None) -> TrainResult:
+        batch_transform: Callable | None = None, loss_hook: Callable | None = None) -> TrainResult:
     """Train ``model`` for ``cfg.epochs``; ``on_epoch(record, step_losses, resume_state)`` sees every
     finished epoch (for logging and checkpoints); ``start`` resumes from a ``resume_state``.
     ``stop(epochs so far)``, when it returns a reason, ends training before the next epoch; it is
@@ -260,7 +272,10 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
     ``objective`` sets the loss (cross-entropy by default); ``optimizer_factory(model, cfg,
     steps_per_epoch) -> (optimizer, scheduler)`` replaces ``make_optimizer``'s SGD (the studies).
     ``batch_transform(xb, yb, generator)`` augments every training batch (``train_epoch``); its
-    generator is seeded by (seed, epoch), so a resumed run draws the same augmentations."""
+    generator is seeded by (seed, epoch), so a resumed run draws the same augmentations.
+    ``loss_hook(epoch, step, logits, yb, loss) -> loss`` (epoch counted from 0, step within it)
+    replaces each batch's loss by the one to minimise (models/pruning/distill.py); the logged
+    training loss is then that one."""
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device)
@@ -287,7 +302,8 @@ def fit(model: nn.Module, data: DataSplits, cfg: TrainConfig, progress: bool = T
         augment_g = torch.Generator(device).manual_seed(cfg.seed * 100_003 + epoch + AUGMENT_SEED_OFFSET)
         losses, correct = train_epoch(model, optimizer, scheduler, x, y, cfg.batch_size,
                                       on_step=lambda: bar.update(1), objective=objective,
-                                      batch_transform=batch_transform, generator=augment_g)
+                                      batch_transform=batch_transform, generator=augment_g,
+                                      loss_hook=None if loss_hook is None else partial(loss_hook, epoch))
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         test_loss, test_acc = evaluate(model, data.test, cfg.eval_batch_size, device, objective)
