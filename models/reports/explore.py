@@ -233,7 +233,7 @@ def log_page(page: Path, predictions: list[Predictions], experiments=SEARCHED_EX
         if run is not None:
             owners.setdefault(run["run_id"], []).append(model.name)
     done = []
-    for run_id, names in owners.items():
+    for run_id, names in owners.items():        # reopened by id: the experiment and name given are unused
         with tracking.start_run(own_experiment, "explore", {}, uri=uri, run_id=run_id) as run:
             run.log_artifact(page, ARTIFACT_DIR)
         done.append(f"MLflow: {ARTIFACT_DIR}/{page.name} logged to the run of {' and '.join(names)} ({run_id})")

@@ -16,6 +16,7 @@
                    "#bcbd22", "#17becf"];
   const RIGHT = "#2ca02c", WRONG = "#d62728";
   const BIN_COLOURS = ["#d73027", "#fc8d59", "#fee08b", "#91cf60", "#1a9850"];
+  const GALLERY_MAX = 2000;                           // thumbnails drawn at once (a whole grid row can be 10,000)
 
   const state = {model: 0, outcome: "all", confMin: 0, confMax: 1, classes: new Array(K).fill(true),
                  selection: null, rows: "true", cols: "outcome", colour: "pred"};
@@ -160,12 +161,15 @@
   function renderGallery() {
     const gallery = $("gallery"), sel = state.selection;
     gallery.replaceChildren();
+    $("gallery-more").textContent = "";
     if (!sel) { $("gallery-title").textContent = "click a cell"; $("gallery-count").textContent = "0"; return; }
     const items = selectionItems(sel), both = sel.kind === "lost" || sel.kind === "gained";
     $("gallery-title").textContent = selectionTitle(sel);
     $("gallery-count").textContent = String(items.length);
+    $("gallery-more").textContent = items.length > GALLERY_MAX
+      ? `showing the first ${GALLERY_MAX.toLocaleString("en")}: narrow the selection or the filters to see the rest` : "";
     const fragment = document.createDocumentFragment();
-    for (const {i, m} of items) {
+    for (const {i, m} of items.slice(0, GALLERY_MAX)) {
       const d = DATA.models[m], right = d.pred[i] === DATA.labels[i];
       const card = el("div", {class: `gallery-item ${right ? "right" : "wrong"}`, "data-index": i,
                               "data-true": DATA.labels[i], "data-pred": d.pred[i], "data-model": d.name,

@@ -58,7 +58,7 @@ def gallery(driver) -> list[dict]:
         "true: +d.dataset.true, pred: +d.dataset.pred, model: d.dataset.model, conf: +d.dataset.conf, "
         "text: d.innerText}));")
     count = int(driver.find_element("id", "gallery-count").text)
-    assert count == len(items)
+    assert count == len(items) and driver.find_element("id", "gallery-more").text == ""
     return items
 
 
