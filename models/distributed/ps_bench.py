@@ -3,8 +3,8 @@
 Compute, push, update and pull are timed apart; `sysdl optimus speed` fits the speeds
 (docs/parameter-server.md).
 
-    sysdl ps-bench                                   # Fashion CNN, p 1 2 4 x w 1 2 3 4, synchronous
-    sysdl ps-bench --quick                           # synthetic data, p 1 2 x w 1 2 3, 3 steps (CI)
+    sysdl ps-bench                                   # Fashion CNN, p 1 2 4 x w 1 2 3 4, 3 rounds, synchronous
+    sysdl ps-bench --quick                           # synthetic data, p 1 2 x w 1 2 3, 3 steps, 1 round (CI)
     sysdl ps-bench --model resnet18 --servers 1 2 --workers 1 2 --out-dir runs/ps_bench_resnet18
     sysdl ps-bench --modes sync async                # the asynchronous mode too, same grid
     torchrun --nnodes 2 --nproc-per-node 4 --node-rank R --master-addr HOST --master-port 29500 \\
@@ -13,7 +13,9 @@ Compute, push, update and pull are timed apart; `sysdl optimus speed` fits the s
 One job of max(p + w) ranks (spawned here, or torchrun's) runs every grid point in turn on its
 first p + w ranks (models/distributed/parameter_server.py: servers first, then workers; the
 others wait). Each point trains ``--warmup`` untimed steps, then ``--steps`` timed ones, from the
-same seeded weights and batches. A synchronous step lasts as long as its slowest worker:
+same seeded weights and batches; the grid is measured ``--rounds`` times over, one whole round
+after the other, so that a burst of load from another job falls on one round of a few points
+rather than on every round of one (the tables take the median over rounds). A synchronous step lasts as long as its slowest worker:
 step_s is the median over steps of the slowest worker's step, steps_per_s = 1 / step_s. The
 parts, each the median over steps of the slowest rank's: compute_s (forward + backward on the
 worker's share), push_s (gradient shards sent), pull_s (from the push until every updated shard
@@ -24,10 +26,11 @@ batches' worth of examples applied per second.
 
 Every process runs ``--threads`` torch threads (default 1): p + w processes share the machine's
 cores, and more than the cores time-slice them (docs/parameter-server.md says what that means for
-the fit). Each finished point is appended at once to OUT/ps_bench.csv (atomically), so a killed
-run loses only the point in progress and the next run with the same settings measures only the
-missing points; a grid that is complete is refused unless --overwrite. After the grid, every
-point without one gets an MLflow run (experiment ``--experiment``), and OUT/ps_bench.md and
+the fit). Each finished (point, round) is appended at once to OUT/ps_bench.csv (atomically), so a
+killed run loses only the point in progress and the next run with the same settings measures only
+what is missing (more --rounds or a larger grid extend a CSV the same way); a grid that is
+complete is refused unless --overwrite. After the grid, every row without one gets an MLflow run
+(experiment ``--experiment``), and OUT/ps_bench.md (medians over rounds and their spread) and
 OUT/ps_bench.png are written.
 """
 
@@ -44,14 +47,15 @@ from models.shared.errors import UserError
 
 EXPERIMENT = "ps-bench"
 TAG_HASH = "sysdl.ps_bench.hash"        # the measurement settings' hash: rows and runs are matched on it
-TAG_POINT = "sysdl.ps_bench.point"      # "sync p2 w3"
+TAG_POINT = "sysdl.ps_bench.point"      # "sync p2 w3 round 0"
 CSV_NAME = "ps_bench.csv"
 FULL_SETTINGS = {"model": "fashion-cnn", "dataset": "fashion-mnist", "servers": [1, 2, 4], "workers": [1, 2, 3, 4],
-                 "global_batch": None, "steps": 20, "warmup": 3}   # global_batch None: `sysdl train`'s batch
+                 "global_batch": None, "steps": 20, "warmup": 3, "rounds": 3}   # batch None: `sysdl train`'s
 QUICK_SETTINGS = {**FULL_SETTINGS, "dataset": "synthetic", "servers": [1, 2], "workers": [1, 2, 3],
-                  "global_batch": 32, "steps": 3, "warmup": 1}
+                  "global_batch": 32, "steps": 3, "warmup": 1, "rounds": 1}
 TIME_COLUMNS = ("step_s", "compute_s", "push_s", "update_s", "pull_s", "server_wait_s")
-KEY = ["mode", "ps", "workers"]
+POINT = ["mode", "ps", "workers"]
+KEY = [*POINT, "round"]
 
 
 class FinishedGridError(UserError):
@@ -72,9 +76,9 @@ def resolve_settings(args) -> None:
         args.global_batch = TrainConfig().batch_size
 
 
-def grid(modes, servers, workers, world: int | None = None) -> list[tuple[str, int, int]]:
-    """Every (mode, p, w); with ``world`` (torchrun's) only those that fit in it."""
-    points = [(mode, p, w) for mode in modes for p in servers for w in workers]
+def grid(modes, servers, workers, rounds: int, world: int | None = None) -> list[tuple[str, int, int, int]]:
+    """Every (mode, p, w, round), round after round; with ``world`` (torchrun's) only those that fit."""
+    points = [(mode, p, w, r) for r in range(rounds) for mode in modes for p in servers for w in workers]
     return [point for point in points if world is None or point[1] + point[2] <= world]
 
 
@@ -112,7 +116,7 @@ def points_to_measure(path: Path, points, settings_hash: str, overwrite: bool) -
     if set(frame["settings_hash"]) != {settings_hash}:
         raise UserError(f"{path} holds points measured with other settings (model, data, batch, steps, threads, "
                         f"...): pass --overwrite to replace them, or --out-dir DIR to keep both")
-    done = set(zip(frame["mode"], frame["ps"], frame["workers"]))
+    done = set(zip(*(frame[column] for column in KEY)))
     todo = [point for point in points if point not in done]
     if not todo:
         raise FinishedGridError(f"{path} already holds every point of this grid ({len(points)}): pass --overwrite "
@@ -122,7 +126,7 @@ def points_to_measure(path: Path, points, settings_hash: str, overwrite: bool) -
 
 # ---- one point's row ------------------------------------------------------------------------
 
-def point_row(point, job, threads: int, parameters: int) -> dict:
+def point_row(point, round_: int, job, threads: int, parameters: int) -> dict:
     """The CSV row of a finished point from its ranks' times (see the module docstring)."""
     from sysdl_kernels.collectives import block_bounds
     servers, workers = point.times["server"], point.times["worker"]          # (p, steps, 3), (w, steps, 3)
@@ -134,7 +138,8 @@ def point_row(point, job, threads: int, parameters: int) -> dict:
         per_worker = workers.sum(dim=2).median(dim=1).values                 # (w,) median step each
         rate = sum((b - a) / job.global_batch / t for a, b, t in zip(shares, shares[1:], per_worker.tolist()))
         step_s = 1.0 / rate
-    return {"mode": point.mode, "ps": point.servers, "workers": point.workers, "steps_per_s": 1.0 / step_s,
+    return {"mode": point.mode, "ps": point.servers, "workers": point.workers, "round": round_,
+            "steps_per_s": 1.0 / step_s,
             "step_s": step_s, "compute_s": slowest(workers, 0), "push_s": slowest(workers, 1),
             "update_s": slowest(servers, 1), "pull_s": slowest(workers, 2), "server_wait_s": slowest(servers, 0),
             "images_per_s": job.global_batch / step_s, "global_batch": job.global_batch,
@@ -157,11 +162,12 @@ def _bench_rank(rank: int, world: int, job, points, csv_path: str, settings_hash
     threads = torch.get_num_threads()
     parameters = parameters_to_vector(build_model(job).parameters()).numel()
     bar = tqdm(total=len(points), desc="ps-bench", unit="point", disable=rank != 0 or not progress)
-    for point in each_point(job, points):
+    for point, (*_, round_) in zip(each_point(job, [key[:3] for key in points]), points):
         if rank == 0:
-            row = point_row(point, job, threads, parameters)
+            row = point_row(point, round_, job, threads, parameters)
             append_row(Path(csv_path), {**row, "settings_hash": settings_hash})
-            bar.set_postfix_str(f"{point.mode} p{point.servers} w{point.workers}: {row['steps_per_s']:.3g} steps/s")
+            bar.set_postfix_str(f"{point.mode} p{point.servers} w{point.workers} round {round_}: "
+                                f"{row['steps_per_s']:.3g} steps/s")
         bar.update()
     bar.close()
     return len(points)
@@ -176,10 +182,10 @@ def log_missing_runs(frame, settings: dict, settings_hash: str, experiment: str)
               if run["status"] == "FINISHED"}
     added = 0
     for row in frame.to_dict("records"):
-        point = f"{row['mode']} p{row['ps']} w{row['workers']}"
+        point = f"{row['mode']} p{row['ps']} w{row['workers']} round {row['round']}"
         if point in logged:
             continue
-        params = {**settings, "mode": row["mode"], "ps": row["ps"], "workers": row["workers"]}
+        params = {**settings, **{column: row[column] for column in KEY}}
         metrics = {k: row[k] for k in ("steps_per_s", "images_per_s", *TIME_COLUMNS)}
         with tracking.start_run(experiment, point, params, {TAG_HASH: settings_hash, TAG_POINT: point}) as run:
             run.log_metrics(metrics)
@@ -214,9 +220,19 @@ def plot(frame, path: Path) -> Path:
     return save(fig, path)
 
 
+def over_rounds(frame):
+    """One row per point: the median over its rounds of every measured column, the rounds, and the
+    spread of steps/s over them ((max - min) / median, in %)."""
+    grouped = frame.groupby(POINT)
+    medians = grouped[["worker_batch", "steps_per_s", "images_per_s", *TIME_COLUMNS]].median()
+    spread = grouped["steps_per_s"].agg(lambda s: 100 * (s.max() - s.min()) / s.median())
+    return medians.assign(rounds=grouped.size(), spread_pct=spread).reset_index()
+
+
 def report(frame, out_dir: Path, title: str) -> list[Path]:
-    frame = frame.sort_values(KEY).reset_index(drop=True)
-    shown = frame[[*KEY, "worker_batch", "steps_per_s", "images_per_s", *TIME_COLUMNS]].copy()
+    frame = over_rounds(frame).sort_values(POINT).reset_index(drop=True)
+    shown = frame[[*POINT, "worker_batch", "rounds", "steps_per_s", "spread_pct", "images_per_s",
+                   *TIME_COLUMNS]].copy()
     for column in TIME_COLUMNS:
         shown[column] = shown[column] * 1e3
     shown.columns = [c.replace("_s", "_ms") if c in TIME_COLUMNS else c for c in shown.columns]
@@ -238,11 +254,11 @@ def main(args) -> int:
     for workers in args.workers:
         check_point(1, workers, job)
     world = int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else None
-    points = grid(args.modes, args.servers, args.workers, world)
+    points = grid(args.modes, args.servers, args.workers, args.rounds, world)
     if not points:
         raise UserError(f"no (p, w) of the grid fits in torchrun's {world} ranks: give --servers and --workers "
                         f"with p + w <= {world}")
-    skipped = len(grid(args.modes, args.servers, args.workers)) - len(points)
+    skipped = len(grid(args.modes, args.servers, args.workers, args.rounds)) - len(points)
     if skipped:
         print(f"note: {skipped} point(s) need p + w > torchrun's {world} ranks and are skipped")
     threads = args.threads or 1
@@ -259,10 +275,10 @@ def main(args) -> int:
         todo = []                                     # killed after the last point: the report is what is left
     if is_writer:
         out_dir.mkdir(parents=True, exist_ok=True)
-        print(f"ps-bench: {len(points)} points, {len(points) - len(todo)} already in {csv_path}, "
+        print(f"ps-bench: {len(points)} (point, round)s, {len(points) - len(todo)} already in {csv_path}, "
               f"{len(todo)} to measure; {threads} thread(s) per process")
     if todo or world:                                 # under torchrun every rank joins, rank 0 says what to do
-        size = world or max(p + w for _, p, w in todo)
+        size = world or max(p + w for _, p, w, _ in todo)
         launch(_bench_rank, size, (job, todo, str(csv_path), settings_hash, not args.no_progress),
                backend="gloo", threads=threads, timeout=max(60.0, args.timeout))
     if not is_writer:
@@ -274,7 +290,7 @@ def main(args) -> int:
     info = provenance()
     title = (f"# parameter-server training, {job.model} on {job.dataset}, global batch {job.global_batch}, "
              f"{threads} thread(s) per process, {info.get('cpu', '')} ({info.get('cores', '?')} cores), "
-             f"torch {info.get('torch', '')}; medians of {job.steps} steps after {job.warmup}")
+             f"torch {info.get('torch', '')}; medians of {job.steps} steps after {job.warmup}, then over rounds")
     for path in report(frame, out_dir, title):
         print(f"wrote {path}")
     print(f"wrote {csv_path}  (fit it: sysdl optimus speed --csv {csv_path})")
@@ -296,6 +312,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"M, examples per step, all workers together (default {TrainConfig().batch_size}, "
                              f"`sysdl train`'s; --quick: {QUICK_SETTINGS['global_batch']})")
     parser.add_argument("--steps", type=at_least(1), default=None, help=_setting_help("steps", "timed steps per point"))
+    parser.add_argument("--rounds", type=at_least(1), default=None,
+                        help=_setting_help("rounds", "times the whole grid is measured (tables: the median)"))
     parser.add_argument("--warmup", type=at_least(0), default=None, help=_setting_help("warmup", "untimed steps first"))
     parser.add_argument("--lr", type=float, default=PSJob.lr, help="SGD learning rate")
     parser.add_argument("--momentum", type=float, default=PSJob.momentum, help="SGD momentum")
@@ -311,7 +329,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="measure afresh in place of a CSV with other settings or a finished grid")
     parser.add_argument("--out-dir", default=str(PS_BENCH_DIR), help="where the CSV, table and figure go")
-    command.add_quick_flag(parser, "synthetic data, p 1 2 x w 1 2 3, batch 32, 3 steps (CI)")
+    command.add_quick_flag(parser, "synthetic data, p 1 2 x w 1 2 3, batch 32, 3 steps, 1 round (CI)")
 
 
 if __name__ == "__main__":

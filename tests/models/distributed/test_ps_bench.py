@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from models.distributed.ps_bench import (CSV_NAME, FinishedGridError, point_row, points_to_measure,
-                                         append_row)
+from models.distributed.ps_bench import (CSV_NAME, TIME_COLUMNS, FinishedGridError, append_row, grid,
+                                         over_rounds, point_row, points_to_measure)
 from models.distributed.parameter_server import Point, PSJob
 from models.shared.errors import UserError
 
@@ -37,12 +37,13 @@ def test_quick_grid_end_to_end_then_refused_then_fitted(mlflow_store, tmp_path, 
     assert main(["ps-bench", "--quick", "--out-dir", str(out)]) == 0
     rows = pd.read_csv(csv)
     assert sorted(zip(rows["ps"], rows["workers"])) == [(p, w) for p in (1, 2) for w in (1, 2, 3)]
-    assert (rows["mode"] == "sync").all() and (rows["global_batch"] == 32).all() and (rows["threads"] == 1).all()
+    assert (rows["mode"] == "sync").all() and (rows["round"] == 0).all()
+    assert (rows["global_batch"] == 32).all() and (rows["threads"] == 1).all()
     assert (rows["steps_per_s"] > 0).all() and (rows[["compute_s", "push_s", "update_s", "pull_s"]] > 0).all().all()
     assert (rows["step_s"] >= rows["compute_s"]).all() and (rows["pull_s"] >= rows["update_s"]).all()
     runs = tracking.find_runs("ps-bench")
     assert sorted(r["tags"]["sysdl.ps_bench.point"] for r in runs) == sorted(
-        f"sync p{p} w{w}" for p in (1, 2) for w in (1, 2, 3))
+        f"sync p{p} w{w} round 0" for p in (1, 2) for w in (1, 2, 3))
     assert all(r["status"] == "FINISHED" and r["metrics"]["steps_per_s"] > 0 for r in runs)
     assert (out / "ps_bench.png").stat().st_size > 0 and "steps_per_s" in (out / "ps_bench.md").read_text()
 
@@ -103,7 +104,7 @@ def test_a_synchronous_step_lasts_its_slowest_worker():
     # 2 workers x 3 steps of (compute, push, pull); steps last 6, 9, 7 (worker 1: 5, 9, 4)
     workers = [[[3, 1, 2], [2, 1, 2], [4, 1, 2]], [[2, 1, 2], [6, 1, 2], [1, 1, 2]]]
     servers = [[[1, 0.5, 0.1], [2, 0.7, 0.1], [3, 0.6, 0.1]]]
-    row = point_row(_point("sync", servers, workers), PSJob(global_batch=10, steps=3), threads=1, parameters=99)
+    row = point_row(_point("sync", servers, workers), 0, PSJob(global_batch=10, steps=3), threads=1, parameters=99)
     assert row["step_s"] == 7 and row["steps_per_s"] == pytest.approx(1 / 7)       # median of 6, 9, 7
     assert row["compute_s"] == 4 and row["push_s"] == 1 and row["pull_s"] == 2     # compute: median of 3, 6, 4
     assert row["update_s"] == 0.6 and row["server_wait_s"] == 2
@@ -112,21 +113,29 @@ def test_a_synchronous_step_lasts_its_slowest_worker():
 
 def test_asynchronous_speed_adds_the_workers_shares():
     workers = [[[1, 0, 0]] * 3, [[4, 0, 0]] * 3]              # worker 0: 1 s a step, worker 1: 4 s
-    row = point_row(_point("async", [[[0, 0, 0]] * 3], workers), PSJob(global_batch=10, steps=3), 1, 99)
+    row = point_row(_point("async", [[[0, 0, 0]] * 3], workers), 0, PSJob(global_batch=10, steps=3), 1, 99)
     assert row["steps_per_s"] == pytest.approx(0.5 / 1 + 0.5 / 4)
 
 
 def test_the_plan_resumes_refuses_other_settings_and_a_finished_grid(tmp_path):
     csv = tmp_path / CSV_NAME
-    grid = [("sync", 1, 1), ("sync", 1, 2), ("sync", 2, 1)]
-    assert points_to_measure(csv, grid, "abc", overwrite=False) == grid
-    append_row(csv, {"mode": "sync", "ps": 1, "workers": 2, "steps_per_s": 3.0, "settings_hash": "abc"})
-    assert points_to_measure(csv, grid, "abc", overwrite=False) == [("sync", 1, 1), ("sync", 2, 1)]
+    points = grid(["sync"], [1, 2], [1, 2], rounds=2)
+    assert points[:4] == [("sync", 1, 1, 0), ("sync", 1, 2, 0), ("sync", 2, 1, 0), ("sync", 2, 2, 0)]
+    assert points_to_measure(csv, points, "abc", overwrite=False) == points
+    append_row(csv, {"mode": "sync", "ps": 1, "workers": 2, "round": 0, "steps_per_s": 3.0, "settings_hash": "abc"})
+    assert points_to_measure(csv, points, "abc", overwrite=False) == points[:1] + points[2:]
     with pytest.raises(UserError, match="other settings.*--overwrite"):
-        points_to_measure(csv, grid, "xyz", overwrite=False)
+        points_to_measure(csv, points, "xyz", overwrite=False)
     with pytest.raises(FinishedGridError, match="every point of this grid"):
-        points_to_measure(csv, [("sync", 1, 2)], "abc", overwrite=False)
-    assert points_to_measure(csv, grid, "xyz", overwrite=True) == grid and not csv.exists()
+        points_to_measure(csv, [("sync", 1, 2, 0)], "abc", overwrite=False)
+    assert points_to_measure(csv, points, "xyz", overwrite=True) == points and not csv.exists()
+
+
+def test_the_tables_take_the_median_over_rounds():
+    rows = [{"mode": "sync", "ps": 1, "workers": 2, "round": r, "worker_batch": 8, "steps_per_s": v,
+             "images_per_s": 16 * v, **{c: 1 / v for c in TIME_COLUMNS}} for r, v in enumerate((4.0, 5.0, 10.0))]
+    row = over_rounds(pd.DataFrame(rows)).iloc[0]
+    assert row["steps_per_s"] == 5.0 and row["rounds"] == 3 and row["spread_pct"] == pytest.approx(120.0)
 
 
 @pytest.mark.parametrize("flag", ["--servers", "--workers", "--steps", "--global-batch"])
