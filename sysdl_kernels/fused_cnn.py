@@ -11,8 +11,10 @@ from the pixels to the logits without leaving its caches:
 
 * **convolutions in "wide rows"**: an image's channel is one flat row-major vector of H*W values;
   output pixel (y, x) of a KHxKW kernel is at flat position p = y*W + x, and tap (i, j) reads
-  flat position p + i*W + j. So each (output channel, input channel, tap) is one unit-stride
-  multiply-add over all ~OH*W positions, which LLVM vectorises (AVX-512 here). The positions
+  flat position p + i*W + j. So each (output channel, input channel) is one unit-stride pass
+  over all ~OH*W positions, which LLVM vectorises (AVX-512 here): for a 3x3 kernel all 9
+  shifted loads feed one accumulator update (``numba_layers.nine_taps``, the passes of
+  sysdl's Numba conv). The positions
   with x >= OW ("wrap-around" columns) are computed too and never read by a valid output of
   the next conv (they cost (W - OW) / W extra work, 7-14% on 28-wide images), and the
   flatten copies only valid columns, so a NaN or inf there cannot reach a logit.
@@ -40,6 +42,7 @@ import numpy as np
 
 from sysdl_kernels import numba_gemm
 from sysdl_kernels.numba_gemm import TILE, gemm_row_block
+from sysdl_kernels.numba_layers import nine_taps, taps_by_rows
 
 SERIAL_BELOW = 16          # images: smaller batches run on the calling thread
 
@@ -82,41 +85,21 @@ def fused_cnn_reference(x: np.ndarray, params: FusedParams) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 @numba.njit(inline="always")
-def _taps3x3(d, s, width, weight, o, c, positions):
-    # d[p] += sum over the 3x3 taps (i, j) of weight[o, c, i, j] * s[p + i*width + j]: 9 loads and
-    # 9 multiply-adds per 1 load and 1 store of d (tap by tap it would be 2 loads and a store each)
-    w00, w01, w02 = weight[o, c, 0, 0], weight[o, c, 0, 1], weight[o, c, 0, 2]
-    w10, w11, w12 = weight[o, c, 1, 0], weight[o, c, 1, 1], weight[o, c, 1, 2]
-    w20, w21, w22 = weight[o, c, 2, 0], weight[o, c, 2, 1], weight[o, c, 2, 2]
-    r0, r1, r2 = s, s[width:], s[2 * width:]
-    for p in range(positions):
-        d[p] += (w00 * r0[p] + w01 * r0[p + 1] + w02 * r0[p + 2]
-                 + w10 * r1[p] + w11 * r1[p + 1] + w12 * r1[p + 2]
-                 + w20 * r2[p] + w21 * r2[p + 1] + w22 * r2[p + 2])
-
-
-@numba.njit(inline="always")
 def _conv_wide_rows(src, rows_in, width, weight, bias, zero, dst):
-    # src (C, >= rows_in*width) flat channels; weight (O, C, KH, KW); dst (O, >= rows_out*width)
+    # src (C, >= rows_in*width) flat channels, C-contiguous; weight (O, C, KH, KW); dst (O, >= rows_out*width)
     o_count, c_count, kh, kw = weight.shape
     rows_out = rows_in - kh + 1
     positions = (rows_out - 1) * width + width - kw + 1     # the last valid output + 1; reads stay in src
     for o in range(o_count):
         d = dst[o]
-        b = bias[o]
-        for p in range(positions):
-            d[p] = b
+        d[:positions] = bias[o]
         for c in range(c_count):
-            s = src[c]
-            if kh == 3 and kw == 3:                         # the common case: 9 taps in one pass
-                _taps3x3(d, s, width, weight, o, c, positions)
-                continue
-            for i in range(kh):
-                for j in range(kw):
-                    w = weight[o, c, i, j]
-                    shifted = s[i * width + j:]                 # a view: unit-stride loop below
-                    for p in range(positions):
-                        d[p] += w * shifted[p]
+            # one output at a time: d and src are arguments LLVM cannot prove apart, and two
+            # accumulators in one loop need more run-time overlap checks than it vectorises with
+            if kh == 3 and kw == 3:
+                nine_taps(d, src[c], weight, o, c, 0, width, positions)
+            else:
+                taps_by_rows(d, src[c], weight, o, c, 0, width, 1, 1, positions)
         for p in range(positions):
             if d[p] < zero:                                 # written so a NaN stays NaN
                 d[p] = zero

@@ -76,7 +76,7 @@ def _pad_planes(x, top, left, out):
 
 
 @numba.njit(inline="always")
-def _taps_by_rows(acc, xn, weight, o, c, base, wp, dh, dw, run):
+def taps_by_rows(acc, xn, weight, o, c, base, wp, dh, dw, run):
     # acc[t] += sum over taps (i, j) of weight[o, c, i, j] * xn[base + i*dh*wp + j*dw + t]: any kernel,
     # three taps of a kernel row per pass over acc
     kh, kw = weight.shape[2], weight.shape[3]
@@ -99,7 +99,22 @@ def _taps_by_rows(acc, xn, weight, o, c, base, wp, dh, dw, run):
 
 
 @numba.njit(inline="always")
-def _nine_taps_two_outputs(acc0, acc1, xn, weight, o, c, base, wp, dh, dw, run):
+def nine_taps(acc, xn, weight, o, c, base, row_stride, run):
+    # A 3x3 undilated kernel for output o in one pass: acc[t] += the 9 taps of xn at base + t, rows
+    # row_stride apart; 9 input loads and 9 multiply-adds per accumulator update. Three row views
+    # indexed t, t + 1, t + 2 (offsets LLVM sees are non-negative, so the loop vectorises)
+    w00, w01, w02 = weight[o, c, 0, 0], weight[o, c, 0, 1], weight[o, c, 0, 2]
+    w10, w11, w12 = weight[o, c, 1, 0], weight[o, c, 1, 1], weight[o, c, 1, 2]
+    w20, w21, w22 = weight[o, c, 2, 0], weight[o, c, 2, 1], weight[o, c, 2, 2]
+    r0, r1, r2 = xn[base:], xn[base + row_stride:], xn[base + 2 * row_stride:]
+    for t in range(run):
+        acc[t] += (w00 * r0[t] + w01 * r0[t + 1] + w02 * r0[t + 2]
+                   + w10 * r1[t] + w11 * r1[t + 1] + w12 * r1[t + 2]
+                   + w20 * r2[t] + w21 * r2[t + 1] + w22 * r2[t + 2])
+
+
+@numba.njit(inline="always")
+def nine_taps_two_outputs(acc0, acc1, xn, weight, o, c, base, wp, dh, dw, run):
     # A 3x3 kernel for outputs o and o + 1 in one pass: 9 input loads feed 18 multiply-adds and
     # two accumulator updates (tap by tap: 2 loads and a store per multiply-add)
     a00, a01, a02 = weight[o, c, 0, 0], weight[o, c, 0, 1], weight[o, c, 0, 2]
@@ -140,11 +155,13 @@ def _correlate_wide(src, weight, bias, has_bias, hp, wp, r0, q0, dh, dw, out):
         for c in range(n_in):
             base = (c * hp + r0) * wp + q0
             if two and kh == 3 and kw == 3:
-                _nine_taps_two_outputs(acc0, acc1, xn, weight, o, c, base, wp, dh, dw, run)
+                nine_taps_two_outputs(acc0, acc1, xn, weight, o, c, base, wp, dh, dw, run)
+            elif kh == 3 and kw == 3 and dw == 1:
+                nine_taps(acc0, xn, weight, o, c, base, dh * wp, run)
             else:
-                _taps_by_rows(acc0, xn, weight, o, c, base, wp, dh, dw, run)
+                taps_by_rows(acc0, xn, weight, o, c, base, wp, dh, dw, run)
                 if two:
-                    _taps_by_rows(acc1, xn, weight, o + 1, c, base, wp, dh, dw, run)
+                    taps_by_rows(acc1, xn, weight, o + 1, c, base, wp, dh, dw, run)
         for r in range(oh):                         # keep OW of each Wp-wide row
             out[n, o, r, :] = acc0[r * wp:r * wp + ow]
             if two:

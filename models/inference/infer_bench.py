@@ -12,8 +12,12 @@ Each implementation first predicts the whole test set once (warm-up; MatmulNet a
 per-layer lowering then), and its predictions are compared with the nn.Module of its weights. Then
 every (implementation, batch size) is timed over the whole test set, batching loop included,
 interleaved with the others, and the median over repeats is kept; CUDA is synchronised. The
-speedup is against (a), the original unpruned nn.Module, on the same device. Triton under the
-CPU interpreter is checked for correctness on 512 images but not timed (its times mean nothing).
+speedup is against (a), the original unpruned nn.Module, on the same device; beside it each
+implementation's GFLOP/s (its network's FLOPs, sysdl_kernels.flops) and, on the CPU, its percent
+of this CPU's fp32 FMA peak on the threads used (`sysdl machine`'s theoretical peak). MatmulNet
+runs twice: as it chooses (the fused kernel for an unpooled network) and as the layered program.
+Triton under the CPU interpreter is checked for correctness on 512 images but not timed (its
+times mean nothing).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def implementations(original_path, pruned_path=None) -> dict:
     if pruned_path is not None:
         impls["(b) pruned nn.Module"] = (load_model(pruned_path)[0].eval(), "cpu", "")
     impls[f"(c) MatmulNet{suffix}"] = (MatmulNet.from_checkpoint(lowered), "cpu", "")
+    impls[f"(c) MatmulNet layered{suffix}"] = (MatmulNet.from_checkpoint(lowered, path="layered"), "cpu", "")
     mode = triton_ops.mode()
     if mode != "unavailable":
         impls[f"(d) MatmulNet triton{suffix}"] = (MatmulNet.from_checkpoint(lowered, backend="triton"),
@@ -70,11 +75,31 @@ def implementations(original_path, pruned_path=None) -> dict:
     return impls
 
 
+def flops_per_image(original_path, pruned_path=None) -> dict[str, float]:
+    """'original' and 'pruned' -> FLOPs of one image's forward pass (sysdl_kernels.flops); the
+    pruned entry is the original's where there is no pruned model (the MatmulNets lower it)."""
+    from models.training.checkpoint import load_model
+    from sysdl_kernels.flops import totals
+    counts = {"original": totals(load_model(original_path)[0].config.cost())["flops"]}
+    counts["pruned"] = (totals(load_model(pruned_path)[0].config.cost())["flops"] if pruned_path is not None
+                        else counts["original"])
+    return counts
+
+
+def cpu_peak(threads: int) -> float:
+    """This CPU's theoretical fp32 FMA peak on ``threads`` cores, FLOP/s (`sysdl machine`'s figure)."""
+    from sysdl_kernels import peaks
+    return peaks.theoretical_fma_peak(peaks.cpu_facts(), threads)
+
+
 def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: int = 3,
-        batch_sizes=BATCH_SIZES):
+        batch_sizes=BATCH_SIZES, peak: float | None = None):
     """Returns (timing rows, accuracy/agreement rows, the latter saying what each MatmulNet ran);
-    ``pruned_path`` None: no pruned model (``implementations``)."""
+    ``pruned_path`` None: no pruned model (``implementations``). Each timing row has its GFLOP/s
+    and, on the CPU, its percent of ``peak`` (FLOP/s; default this CPU's FMA peak on torch's threads)."""
     impls = implementations(original_path, pruned_path)
+    flops = flops_per_image(original_path, pruned_path)
+    peak = peak or cpu_peak(torch.get_num_threads())
     checks = []
     with torch.inference_mode():
         references = {"original": _logits(impls["(a) original nn.Module"][0], x).argmax(1)}
@@ -100,9 +125,12 @@ def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: i
                 device = timed[name][1]
                 baseline = medians["(a) original nn.Module"] if device == "cpu" else medians.get(
                     "(e) original nn.Module cuda")
+                rate = len(x) * flops["original" if "original" in name else "pruned"] / seconds
                 rows.append({"implementation": name, "device": device, "batch": batch, "images": len(x),
                              "seconds": seconds,
-                             "speedup vs (a)": baseline / seconds if baseline else float("nan")})
+                             "speedup vs (a)": baseline / seconds if baseline else float("nan"),
+                             "GFLOP/s": rate / 1e9,
+                             "% of CPU FMA peak": 100 * rate / peak if device == "cpu" else float("nan")})
     for check in checks:                     # which lowering and GEMM engine each MatmulNet ran
         describe = getattr(impls[check["implementation"]][0], "describe", None)
         check["what ran"] = describe() if describe else ""
@@ -110,10 +138,13 @@ def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: i
 
 
 def table(rows):
-    """Rows implementation/device, columns batch size, cells 'time s (speedup x)'."""
+    """Rows implementation/device, columns batch size, cells 'time s (speedup x, GFLOP/s, % of peak)'."""
     import pandas as pd
     frame = pd.DataFrame(rows)
-    frame["cell"] = frame.apply(lambda r: f"{r['seconds']:.3f} s ({r['speedup vs (a)']:.1f}x)", axis=1)
+    frame["cell"] = frame.apply(lambda r: f"{r['seconds']:.3f} s ({r['speedup vs (a)']:.1f}x, "
+                                          f"{r['GFLOP/s']:.1f} GFLOP/s" + (
+                                              f", {r['% of CPU FMA peak']:.0f}%)" if r["device"] == "cpu" else ")"),
+                                axis=1)
     return frame.pivot(index=["implementation", "device"], columns="batch", values="cell")
 
 
@@ -171,7 +202,9 @@ def main(args) -> int:
     rows, checks = run(original, pruned, x, y, repeats=repeats, batch_sizes=batches)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"{len(x)} test images; time for all of them (speedup over (a) on the same device), median of {repeats}")
+    print(f"{len(x)} test images; time for all of them (speedup over (a) on the same device, GFLOP/s, percent of "
+          f"this CPU's fp32 FMA peak on {torch.get_num_threads()} threads: {cpu_peak(torch.get_num_threads()) / 1e9:.1f} "
+          f"GFLOP/s), median of {repeats}")
     print(table(rows).to_string())
     print("\n" + pd.DataFrame(checks).drop(columns="what ran").to_string(index=False))
     for check in checks:
