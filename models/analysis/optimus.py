@@ -32,8 +32,9 @@ gives those terms meaning; a device absent from the logs is refused, not guessed
 speed: fits the synchronous parameter-server step time
     step_time(w, p) = t0 M/w + t1 + t2 w/p + t3 w + t4 p     (t >= 0, NNLS; terms in perf_model)
 to measured (workers, ps, steps_per_s): by default `sysdl ps-bench`'s CSV (its synchronous rows;
-M from its global_batch column), or --csv FILE. Some (w, p) configurations are held out of the
-fit (--hold-out, or every HOLD_OUT_EVERY-th while MIN_FIT_CONFIGURATIONS stay in) and the model's
+M from its global_batch column), or --csv FILE; a configuration measured several times counts
+once, at the median of its repeats. Some (w, p) configurations are held out of the fit
+(--hold-out, or every HOLD_OUT_EVERY-th while MIN_FIT_CONFIGURATIONS stay in) and the model's
 error on them is reported: the check that it predicts speeds it was not fitted to. Then time to
 target = steps to target / speed(w, p) against the workers for 2 and 4 parameter servers, up to
 EXTRAPOLATE_WORKERS x the most workers measured: predicted by the fitted model, solid over the
@@ -382,7 +383,7 @@ def illustrative_speeds(seed: int = 0):
 
 def read_speeds(path: str | Path):
     """Measured speeds: columns workers, ps, steps_per_s (`sysdl ps-bench`'s CSV has them, with
-    mode and global_batch); only synchronous rows, the ones the model describes, are kept."""
+    mode, round and global_batch); only synchronous rows, the ones the model describes, are kept."""
     frame = read_table(path, "workers, ps, steps_per_s")
     missing = {"workers", "ps", "steps_per_s"} - set(frame.columns)
     if missing:
@@ -406,12 +407,20 @@ def speeds_from_args(args):
                          f"or pass --csv FILE; --illustrative fits a made-up table instead")
     points = read_speeds(path)
     if args.batch:
-        return points, args.batch
+        return median_over_repeats(points), args.batch
     batches = sorted(set(points["global_batch"])) if "global_batch" in points.columns else []
     if len(batches) != 1:
         found = f"global_batch values {batches}" if batches else "no global_batch column"
         raise ValueError(f"{path}: {found}; give the global batch M of these speeds with --batch")
-    return points, float(batches[0])
+    return median_over_repeats(points), float(batches[0])
+
+
+def median_over_repeats(points):
+    """One row per (workers, ps): the median speed of its repeats (`sysdl ps-bench --rounds`), so a
+    burst of load on one repeat moves neither the fit nor the check."""
+    grouped = points.groupby(["workers", "ps"], sort=True)
+    return grouped["steps_per_s"].median().reset_index().assign(
+        repeats=grouped.size().to_numpy(), source=points["source"].iloc[0])
 
 
 def parse_configuration(text: str) -> tuple[int, int] | str:

@@ -192,19 +192,22 @@ def test_curves_mark_measured_points_and_flag_extrapolation(tmp_path):
     assert (tmp_path / "time_to_target.png").stat().st_size > 0
 
 
-def test_speed_reads_ps_bench_by_default_its_batch_and_sync_rows(tmp_path, monkeypatch, capsys):
+def test_speed_reads_ps_bench_by_default_its_batch_sync_rows_and_median_repeats(tmp_path, monkeypatch, capsys):
     from models.shared.artifacts import PS_BENCH_DIR
     monkeypatch.chdir(tmp_path)
     assert _standalone(["speed", "--steps", "100"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sysdl ps-bench" in err[0] and "--illustrative" in err[0]
     sync = _speeds(batch=64, mode="sync", global_batch=64)
+    loaded = sync.assign(steps_per_s=sync["steps_per_s"] / 2)               # a round slowed by another job
     noise = _speeds(batch=64, mode="async", global_batch=64).assign(steps_per_s=1e3)   # not the model's
     (tmp_path / PS_BENCH_DIR).mkdir(parents=True)
-    pd.concat([sync, noise]).to_csv(tmp_path / PS_BENCH_DIR / "ps_bench.csv", index=False)
+    pd.concat([sync, loaded, sync, noise]).to_csv(tmp_path / PS_BENCH_DIR / "ps_bench.csv", index=False)
     assert _standalone(["speed", "--steps", "100", "--hold-out", "none"]) == 0
     fit = pd.read_csv(tmp_path / "runs" / "optimus" / "speed_fit.csv")
     assert (fit["batch"] == 64).all() and fit["theta_s"].to_numpy() == pytest.approx(THETA, rel=1e-3)
+    points = pd.read_csv(tmp_path / "runs" / "optimus" / "speed_points.csv")
+    assert len(points) == 12 and (points["repeats"] == 3).all()             # the median of each three
     assert "global batch M = 64" in capsys.readouterr().out
 
 
