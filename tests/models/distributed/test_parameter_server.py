@@ -1,7 +1,7 @@
 """Parameter-server training (models/distributed/parameter_server.py) against single-process SGD
 in float64 for several (p servers, w workers), in one spawned gloo job of 5 ranks; the shards and
-shares it cuts; and a killed worker or server ending the others with a named error in bounded
-time. The rank functions are module-level so spawn can pickle them."""
+shares it cuts; and a killed worker (or, slow, server) ending the others with a named error in
+bounded time. The rank functions are module-level so spawn can pickle them."""
 
 from __future__ import annotations
 
@@ -131,7 +131,8 @@ def _doomed_rank(rank: int, world: int, servers: int, init_file: str, events, jo
     os._exit(0)                                     # skip destroy_process_group: a peer is gone
 
 
-@pytest.mark.parametrize("victim, role", [(2, "worker 1"), (0, "server 0")])
+@pytest.mark.parametrize("victim, role", [(2, "worker 1"),                 # the server, then worker 0, stop
+                                          pytest.param(0, "server 0", marks=pytest.mark.slow)])
 def test_a_killed_rank_makes_the_others_fail_naming_it(victim, role):
     world, servers, timeout = 3, 1, 3.0
     context = multiprocessing.get_context("spawn")

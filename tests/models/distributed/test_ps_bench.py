@@ -40,7 +40,7 @@ def test_quick_grid_end_to_end_then_refused_then_fitted(mlflow_store, tmp_path, 
     assert (rows["mode"] == "sync").all() and (rows["round"] == 0).all()
     assert (rows["global_batch"] == 32).all() and (rows["threads"] == 1).all()
     assert (rows["steps_per_s"] > 0).all() and (rows[["compute_s", "push_s", "update_s", "pull_s"]] > 0).all().all()
-    assert (rows["step_s"] >= rows["compute_s"]).all() and (rows["pull_s"] >= rows["update_s"]).all()
+    assert (rows["step_s"] >= rows["compute_s"]).all()              # the slowest step holds its compute
     runs = tracking.find_runs("ps-bench")
     assert sorted(r["tags"]["sysdl.ps_bench.point"] for r in runs) == sorted(
         f"sync p{p} w{w} round 0" for p in (1, 2) for w in (1, 2, 3))
