@@ -139,8 +139,7 @@ def point_row(point, round_: int, job, threads: int, parameters: int) -> dict:
         rate = sum((b - a) / job.global_batch / t for a, b, t in zip(shares, shares[1:], per_worker.tolist()))
         step_s = 1.0 / rate
     return {"mode": point.mode, "ps": point.servers, "workers": point.workers, "round": round_,
-            "steps_per_s": 1.0 / step_s,
-            "step_s": step_s, "compute_s": slowest(workers, 0), "push_s": slowest(workers, 1),
+            "steps_per_s": 1.0 / step_s, "step_s": step_s, "compute_s": slowest(workers, 0), "push_s": slowest(workers, 1),
             "update_s": slowest(servers, 1), "pull_s": slowest(workers, 2), "server_wait_s": slowest(servers, 0),
             "images_per_s": job.global_batch / step_s, "global_batch": job.global_batch,
             "worker_batch": max(b - a for a, b in zip(shares, shares[1:])), "model": job.model,
@@ -160,7 +159,7 @@ def _bench_rank(rank: int, world: int, job, points, csv_path: str, settings_hash
     dist.broadcast_object_list(shared, src=0)
     points = shared[0]
     threads = torch.get_num_threads()
-    parameters = parameters_to_vector(build_model(job).parameters()).numel()
+    parameters = parameters_to_vector(build_model(job).parameters()).numel() if rank == 0 else 0
     bar = tqdm(total=len(points), desc="ps-bench", unit="point", disable=rank != 0 or not progress)
     for point, (*_, round_) in zip(each_point(job, [key[:3] for key in points]), points):
         if rank == 0:
