@@ -113,7 +113,7 @@ def inference_case(case: str, implementation: str, device: str = "cpu"):
     state, config = pruned.state_dict(), pruned.config.to_dict()
     if implementation in ("MatmulNet", "MatmulNet layered"):
         cpu_only(implementation, device)           # "MatmulNet": the fused kernel where the network has no pooling
-        net = MatmulNet(state, config, path="layered" if implementation.endswith("layered") else None)
+        net = MatmulNet(state, config, program="layered" if implementation.endswith("layered") else None)
     else:
         require_compiled_triton()
         if device != "cuda":

@@ -10,10 +10,10 @@ K loop, triton_ops.conv2d). Each dense layer is one GEMM. No nn.Conv2d / nn.Line
 conv-family aten op runs (tests record the aten ops to prove it).
 
 Without pooling (the networks the pruning sessions produce) the CPU backend also has a **fused**
-path: the whole forward pass in one Numba kernel (``fused_cnn``), each thread carrying tiles of 4
+program: the whole forward pass in one Numba kernel (``fused_cnn``), each thread carrying tiles of 4
 images from the pixels to the logits in its caches, with no Python per layer; it is timed against
 the layered program below on the first chunk of each size, and the faster one runs
-(``network_choices``). The layered program:
+(``program_choices``). The layered program:
 
 The CPU backend processes the batch in chunks of images, so one chunk's activations stay in
 cache from the first conv to the logits, in buffers reused across calls. For each conv it can
@@ -49,7 +49,7 @@ import torch
 from sysdl_kernels._array import refuse_grad
 
 CONV_STRATEGIES = ("nhwc", "nchw", "taps", "numba")
-NETWORK_PATHS = ("fused", "layered")
+PROGRAMS = ("fused", "layered")
 DENSE_ENGINES = ("torch", "numba")
 BACKENDS = ("cpu", "triton")
 
@@ -92,7 +92,7 @@ def _fastest(options, run) -> str:
 
 class MatmulNet:
     def __init__(self, state: dict, config: dict, backend: str = "cpu", chunk: int = 1000,
-                 strategy: str | dict | None = None, dense_engine: str | None = None, path: str | None = None):
+                 strategy: str | dict | None = None, dense_engine: str | None = None, program: str | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.config, self.backend, self.chunk = config, backend, chunk
@@ -108,14 +108,14 @@ class MatmulNet:
         if dense_engine is not None and dense_engine not in DENSE_ENGINES:
             raise ValueError(f"dense_engine must be one of {DENSE_ENGINES}, got {dense_engine!r}")
         self.dense_engine = dense_engine                  # None: the fastest, per chunk size
-        if path is not None and path not in NETWORK_PATHS:
-            raise ValueError(f"path must be one of {NETWORK_PATHS}, got {path!r}")
-        if path == "fused" and not self.fusable:
-            raise ValueError("the fused path needs a network without pooling; use path='layered'")
-        if path is None and (strategy is not None or dense_engine is not None):
-            path = "layered"                              # a fixed lowering asks for the layered program
-        self.path = path                                  # None: the faster, per chunk size
-        self.network_choices: dict[int, str] = {}         # chunk size -> "fused" or "layered"
+        if program is not None and program not in PROGRAMS:
+            raise ValueError(f"program must be one of {PROGRAMS}, got {program!r}")
+        if program == "fused" and not self.fusable:
+            raise ValueError("the fused program needs a network without pooling; use program='layered'")
+        if program is None and (strategy is not None or dense_engine is not None):
+            program = "layered"                           # a fixed lowering asks for the layered program
+        self.program = program                            # None: the faster, per chunk size
+        self.program_choices: dict[int, str] = {}         # chunk size -> "fused" or "layered"
         self._fused = None                                # (FusedParams, Workspace), built on first use
         self.choices: dict[int, dict[str, str]] = {}       # chunk size -> conv name -> strategy
         self.dense_choices: dict[int, dict[str, str]] = {}  # chunk size -> fc1/fc2 -> engine
@@ -174,7 +174,7 @@ class MatmulNet:
     def describe(self) -> str:
         if self.backend == "triton":
             return "MatmulNet[triton] per conv: one implicit-GEMM kernel (bias, ReLU fused); per dense layer: one fused GEMM"
-        runs = "; ".join(f"chunk {n}: " + ("fused (one Numba kernel), " if self.network_choices.get(n) == "fused"
+        runs = "; ".join(f"chunk {n}: " + ("fused (one Numba kernel), " if self.program_choices.get(n) == "fused"
                                            else "") + ", ".join(f"{k}={v}" for k, v in {
             **choice, **self.dense_choices.get(n, {})}.items()) for n, choice in self.choices.items())
         return f"MatmulNet[{self.backend}] {runs or '(not run yet)'}"
@@ -184,9 +184,9 @@ class MatmulNet:
     def _forward_chunk(self, x: torch.Tensor, logits: torch.Tensor) -> None:
         """The logits of the chunk x, written into ``logits`` (N, classes)."""
         n = x.shape[0]
-        if n not in self.network_choices:
+        if n not in self.program_choices:
             self._tune(x)
-        if self.network_choices[n] == "fused":
+        if self.program_choices[n] == "fused":
             self._forward_fused(x, logits)
             return
         self._forward_layered(x, logits)
@@ -232,10 +232,10 @@ class MatmulNet:
         self._dense(flat, fc1_w, self.fc1_b, True, dense["fc1"], hidden)
         dense["fc2"] = _fastest(engines, lambda e: self._dense(hidden, self.fc2_w, self.fc2_b, False, e, logits))
         self.choices[n], self.dense_choices[n] = choice, dense
-        paths = [self.path] if self.path else [p for p in NETWORK_PATHS if p == "layered" or self.fusable]
+        programs = [self.program] if self.program else [p for p in PROGRAMS if p == "layered" or self.fusable]
         logits = torch.empty(n, self.fc2_w.shape[0])
         forward = {"fused": self._forward_fused, "layered": self._forward_layered}
-        self.network_choices[n] = _fastest(paths, lambda p: forward[p](x, logits))
+        self.program_choices[n] = _fastest(programs, lambda p: forward[p](x, logits))
 
     @staticmethod
     def _dense(a, weight, bias, relu: bool, engine: str, out: torch.Tensor) -> None:

@@ -61,7 +61,7 @@ def implementations(original_path, pruned_path=None) -> dict:
     if pruned_path is not None:
         impls["(b) pruned nn.Module"] = (load_model(pruned_path)[0].eval(), "cpu", "")
     impls[f"(c) MatmulNet{suffix}"] = (MatmulNet.from_checkpoint(lowered), "cpu", "")
-    impls[f"(c) MatmulNet layered{suffix}"] = (MatmulNet.from_checkpoint(lowered, path="layered"), "cpu", "")
+    impls[f"(c) MatmulNet layered{suffix}"] = (MatmulNet.from_checkpoint(lowered, program="layered"), "cpu", "")
     mode = triton_ops.mode()
     if mode != "unavailable":
         impls[f"(d) MatmulNet triton{suffix}"] = (MatmulNet.from_checkpoint(lowered, backend="triton"),

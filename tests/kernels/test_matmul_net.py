@@ -8,7 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from models.training.checkpoint import load_model
 from models.nets.fashion_cnn import FashionCNN, FashionCNNConfig
-from sysdl_kernels.matmul_net import CONV_STRATEGIES, DENSE_ENGINES, NETWORK_PATHS, MatmulNet
+from sysdl_kernels.matmul_net import CONV_STRATEGIES, DENSE_ENGINES, PROGRAMS, MatmulNet
 
 CONFIGS = [FashionCNNConfig(), FashionCNNConfig(conv1_channels=1, conv2_channels=3, hidden_units=5),
            FashionCNNConfig(conv1_channels=4, conv1_kernel=5, conv2_channels=2, conv2_kernel=2, pool="max"),
@@ -25,11 +25,11 @@ class RecordOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def model_and_net(config, strategy=None, chunk=64, dense_engine=None, path=None):
+def model_and_net(config, strategy=None, chunk=64, dense_engine=None, program=None):
     torch.manual_seed(0)
     model = FashionCNN(config).eval()
     return model, MatmulNet(model.state_dict(), config.to_dict(), chunk=chunk, strategy=strategy,
-                            dense_engine=dense_engine, path=path)
+                            dense_engine=dense_engine, program=program)
 
 
 @pytest.mark.parametrize("dense_engine", [None, *DENSE_ENGINES])
@@ -72,16 +72,16 @@ def test_only_matrix_multiplications_run(strategy, dense_engine):
 @pytest.mark.parametrize("batch", [1, 5, 150])
 def test_the_fused_path_matches_the_module(config, batch):
     """The whole network in one Numba kernel: batch 1 (serial), a tile remainder, several chunks."""
-    model, net = model_and_net(config, path="fused")
+    model, net = model_and_net(config, program="fused")
     x = torch.randn(batch, 1, 28, 28).permute(0, 1, 3, 2)           # a transposed view
     with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-4)
-    assert set(net.network_choices.values()) == {"fused"} and "fused" in net.describe()
+    assert set(net.program_choices.values()) == {"fused"} and "fused" in net.describe()
 
 
 def test_the_fused_path_runs_no_torch_op_on_the_layers():
-    model, net = model_and_net(CONFIGS[1], path="fused")
+    model, net = model_and_net(CONFIGS[1], program="fused")
     x = torch.randn(70, 1, 28, 28)
     net(x)
     with RecordOps() as recorder:
@@ -94,14 +94,14 @@ def test_the_fused_path_runs_no_torch_op_on_the_layers():
 def test_the_faster_path_is_chosen_per_chunk_size():
     _, pooled = model_and_net(CONFIGS[2])
     pooled(torch.randn(3, 1, 28, 28))
-    assert pooled.network_choices == {3: "layered"}                      # pooling: never fused
+    assert pooled.program_choices == {3: "layered"}                      # pooling: never fused
     _, plain = model_and_net(CONFIGS[1])
     plain(torch.randn(3, 1, 28, 28))
-    assert set(plain.network_choices) == {3} and plain.network_choices[3] in NETWORK_PATHS
-    with pytest.raises(ValueError, match="fused path needs a network without pooling"):
-        model_and_net(CONFIGS[2], path="fused")
-    with pytest.raises(ValueError, match="path must be one of"):
-        model_and_net(CONFIGS[1], path="winograd")
+    assert set(plain.program_choices) == {3} and plain.program_choices[3] in PROGRAMS
+    with pytest.raises(ValueError, match="fused program needs a network without pooling"):
+        model_and_net(CONFIGS[2], program="fused")
+    with pytest.raises(ValueError, match="program must be one of"):
+        model_and_net(CONFIGS[1], program="winograd")
 
 
 @pytest.mark.parametrize("strategy", ["nhwc", "numba"])
