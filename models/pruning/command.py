@@ -2,7 +2,7 @@
 
     sysdl prune --heuristic l1 --schedule global     # runs/prune/l1-global/: state.json + step checkpoints
     sysdl prune --quick                              # 2 steps per layer, 1-epoch retraining, a data subset
-    sysdl prune --distill-temperature 4              # retrain against the base's soft targets too
+    sysdl prune --distill-temperature 1              # retrain against the base's soft targets too
 
 The base is --base when given (it must exist), else runs/base.pt. --quick reads and writes below
 runs/quick/ instead: its base is runs/quick/base.pt (what `sysdl train --quick` writes) or, where

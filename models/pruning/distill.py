@@ -1,8 +1,8 @@
 """Distillation while retraining (Hinton et al. 2015): the base model's soft targets as a loss hook.
 
-    hook = SoftTargets.for_teacher(MAIN.base, data, cache_dir).loss_hook(train_cfg, temperature=4, weight=0.9)
+    hook = SoftTargets.for_teacher(MAIN.base, data, cache_dir).loss_hook(train_cfg, temperature=1, weight=0.5)
     fit(student, data, train_cfg, loss_hook=hook)        # models/training/loop.py's fit
-    sysdl prune --distill-temperature 4 --distill-weight 0.9      # a distilled pruning session
+    sysdl prune --distill-temperature 1 --distill-weight 0.5      # a distilled pruning session
     sysdl prune-control --methods scratch-distill retrain-distill  # the same for the control
 
 The student minimises, per batch,
@@ -47,8 +47,8 @@ def check_distillation(temperature: float, weight: float) -> None:
 class DistillSettings:
     """The two knobs of distillation, as `sysdl prune-control`'s distilled methods take them
     (`sysdl prune` holds the same two in PruneConfig, where temperature 0 means off)."""
-    distill_temperature: float = 4.0  # softmax temperature T of the soft targets (Hinton et al.)
-    distill_weight: float = 0.9       # share of the soft term in the loss; the labels' term gets the rest
+    distill_temperature: float = 1.0  # temperature T of the soft targets (T >= 2 destabilised the base recipe here)
+    distill_weight: float = 0.5       # share of the soft term in the loss; the labels' term gets the rest
 
     def __post_init__(self):
         check_distillation(self.distill_temperature, self.distill_weight)
@@ -65,7 +65,8 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, hard_loss: t
 
 
 @torch.inference_mode()
-def teacher_logits(teacher: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_logits(teacher: torch.nn.Module, x: torch.Tensor,
+                   batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's logits on every image of x (N, C, H, W) as it is and flipped: two (N, classes)."""
     teacher.eval()
     plain, flipped = [], []

@@ -185,7 +185,7 @@ class PruneConfig:
     seed: int = 0
     max_steps_per_layer: int = 0     # 0: no limit (the --quick mode sets a small one)
     distill_temperature: float = 0.0  # 0: retrain on the labels; T > 0: also on the base's soft targets at T
-    distill_weight: float = 0.9      # share of the soft term in the retraining loss (Hinton et al.'s weight)
+    distill_weight: float = 0.5      # share of the soft term in the retraining loss (Hinton et al.'s weight)
 
     def __post_init__(self):
         from models.pruning.distill import check_distillation

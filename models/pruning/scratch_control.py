@@ -188,6 +188,18 @@ def base_recipe(base: str | Path):
     return FashionCNNConfig.from_dict(payload["config"]), TrainConfig(**payload["metrics"].get("train_config", {}))
 
 
+def budget(init: str, candidate: Candidate, base_epochs: int, scratch_epochs: int | str | None,
+           retrain_epochs: int) -> int:
+    """Epochs of one run: ``retrain_epochs`` from a pruned model; from scratch, ``scratch_epochs``,
+    or the base's epochs plus ``retrain_epochs`` (None), or plus every retraining epoch the pruned
+    model received ("matched"; ``retrain_epochs`` where the candidate has no pruning history)."""
+    if init == "pruned":
+        return retrain_epochs
+    if scratch_epochs == "matched":
+        return base_epochs + (candidate.pruning_epochs if candidate.pruning_epochs is not None else retrain_epochs)
+    return int(scratch_epochs) if scratch_epochs is not None else base_epochs + retrain_epochs
+
+
 def plan(found: list[Candidate], base: str | Path, methods, seeds, data: dict, scratch_epochs: int | str | None,
          retrain_epochs: int, distill: DistillSettings) -> list[ControlJob]:
     """One job per (seed, candidate, method), seed by seed, so that a study cut short has every
@@ -203,17 +215,12 @@ def plan(found: list[Candidate], base: str | Path, methods, seeds, data: dict, s
             init = METHODS[method]["init"]
             if init == "pruned" and candidate.checkpoint is None:
                 continue
-            if init == "pruned":
-                epochs = retrain_epochs
-            elif scratch_epochs == "matched":
-                epochs = recipe.epochs + (candidate.pruning_epochs if candidate.pruning_epochs is not None
-                                          else retrain_epochs)
-            else:
-                epochs = int(scratch_epochs) if scratch_epochs is not None else recipe.epochs + retrain_epochs
+            epochs = budget(init, candidate, recipe.epochs, scratch_epochs, retrain_epochs)
             distilled = ({"temperature": distill.distill_temperature, "weight": distill.distill_weight,
                           "teacher_sha256": teacher} if METHODS[method]["distill"] else None)
-            jobs.append(ControlJob(method, candidate, model_cfg.replace(**sizes), replace(recipe, epochs=epochs, seed=seed),
-                                   data, _sha256(candidate.checkpoint) if init == "pruned" else None, distilled))
+            init_sha256 = _sha256(candidate.checkpoint) if init == "pruned" else None
+            jobs.append(ControlJob(method, candidate, model_cfg.replace(**sizes),
+                                   replace(recipe, epochs=epochs, seed=seed), data, init_sha256, distilled))
     return jobs
 
 
@@ -422,7 +429,9 @@ def main(args) -> int:
     found = candidates(args.prune_dir or paths.prune_dir, args.selected or paths.selected, *window, args.extra)
     if not found:
         raise ValueError(f"no architecture to train: no front model of {args.prune_dir or paths.prune_dir} in "
-                         f"{window[0]:.4g}..{window[1]:.4g} of the base's FLOPs, no selected model, no --extra")
+                         f"{window[0]:.4g}..{window[1]:.4g} of the base's FLOPs, no selected model, no --extra; "
+                         f"finish a pruning session (sysdl prune), widen --min-fraction/--max-fraction or name "
+                         f"sizes with --extra")
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     data_spec = {"dataset": args.dataset, "val_size": args.val_size, "n_train": 0, "n_test": 0, "seed": 0}
     retrain_epochs = args.retrain_epochs or (QUICK_EPOCHS if args.quick else RETRAIN_EPOCHS)

@@ -109,7 +109,7 @@ def test_a_distilled_session_resumes_after_a_kill_and_an_old_state_still_reads(t
     data = synthetic_splits(n_train=200, n_test=64)
     cfg = prune.PruneConfig(retrain_epochs=1, max_steps_per_layer=1, importance_batch=32, max_drop=0.5,
                             distill_temperature=4.0)
-    assert cfg.name == "l1-layer-distill-T4-w0.9"
+    assert cfg.name == "l1-layer-distill-T4-w0.5"
     full = prune.run_session(path, data, cfg, tmp_path / "full", track=False, progress=False, log=lambda m: None)
     real_fit, calls = train_mod.fit, {"n": 0}
 
