@@ -22,7 +22,6 @@ from models.data.datasets import synthetic_splits
 from models.distributed.launch import _init, launch
 from models.distributed.parameter_server import (ParameterServerError, PSJob, build_model, each_point,
                                                  global_batch, shard_bounds)
-from tests.oracle import assert_close
 
 SMALL_CNN = {"conv1_channels": 3, "conv2_channels": 4, "hidden_units": 12}
 # 14 examples: 3 workers get shares of 5, 5 and 4 (uneven on purpose); 2 steps so momentum counts
@@ -66,6 +65,7 @@ def results_of(results, mode, servers, workers):
 
 @pytest.mark.parametrize("mode, servers, workers", SYNC_POINTS + [("async", 2, 1)])
 def test_synchronous_steps_give_single_process_sgd(ran, mode, servers, workers):
+    from tests.oracle import assert_close         # here: spawned ranks import this module, not hypothesis
     data, results = ran
     expected = sgd_reference(JOB, data, JOB.warmup + JOB.steps)
     server_results, worker_results = results_of(results, mode, servers, workers)
