@@ -4,9 +4,9 @@
     sysdl COMMAND --help                 # its flags, each with what it does and its default
 
 The commands (README, "Commands", has the map):
-    train, bench-train, gradcheck, scratch, prune, report prune, report sweep, sweep, infer-bench,
-    pipeline, bench-table, allreduce-bench, scaling, study, analyze, predict-time, optimus,
-    machine, growth, triton-report, gpu-check
+    train, bench-train, gradcheck, scratch, prune, prune-control, report prune, report sweep, sweep,
+    infer-bench, explore, pipeline, bench-table, allreduce-bench, scaling, ps-bench, study, analyze,
+    predict-time, optimus, machine, growth, triton-report, gpu-check
 """
 
 from __future__ import annotations
