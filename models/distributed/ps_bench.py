@@ -62,16 +62,13 @@ class FinishedGridError(UserError):
     """The CSV already holds what this run would measure."""
 
 
-def _setting_help(name: str, what: str) -> str:
-    return f"{what} (default {FULL_SETTINGS[name]}; --quick: {QUICK_SETTINGS[name]})"
+SETTINGS = command.QuickSettings(FULL_SETTINGS, QUICK_SETTINGS)
 
 
 def resolve_settings(args) -> None:
     """Fill in every setting the user left unset: --quick's small ones or the full run's."""
     from models.training.loop import TrainConfig
-    for name, value in (QUICK_SETTINGS if args.quick else FULL_SETTINGS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    SETTINGS.resolve(args)
     if args.global_batch is None:       # the batch of `sysdl train`, whose loss curve gives steps to target
         args.global_batch = TrainConfig().batch_size
 
@@ -300,20 +297,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from models.distributed.parameter_server import MODES, MODELS, PSJob
     from models.training.loop import TrainConfig
     parser.add_argument("--servers", type=at_least(1), nargs="+", default=None,
-                        help=_setting_help("servers", "parameter-server counts p"))
+                        help=SETTINGS.help("servers", "parameter-server counts p"))
     parser.add_argument("--workers", type=at_least(1), nargs="+", default=None,
-                        help=_setting_help("workers", "worker counts w"))
+                        help=SETTINGS.help("workers", "worker counts w"))
     parser.add_argument("--modes", nargs="+", default=["sync"], choices=MODES,
                         help="sync: servers wait for all w gradients (Optimus's model); async: each applied on arrival")
     parser.add_argument("--model", default=None, choices=MODELS,
-                        help=_setting_help("model", "the network: the Fashion CNN or a ResNet of `sysdl scaling`"))
+                        help=SETTINGS.help("model", "the network: the Fashion CNN or a ResNet of `sysdl scaling`"))
     parser.add_argument("--global-batch", type=at_least(1), default=None,
                         help=f"M, examples per step, all workers together (default {TrainConfig().batch_size}, "
                              f"`sysdl train`'s; --quick: {QUICK_SETTINGS['global_batch']})")
-    parser.add_argument("--steps", type=at_least(1), default=None, help=_setting_help("steps", "timed steps per point"))
+    parser.add_argument("--steps", type=at_least(1), default=None, help=SETTINGS.help("steps", "timed steps per point"))
     parser.add_argument("--rounds", type=at_least(1), default=None,
-                        help=_setting_help("rounds", "times the whole grid is measured (tables: the median)"))
-    parser.add_argument("--warmup", type=at_least(0), default=None, help=_setting_help("warmup", "untimed steps first"))
+                        help=SETTINGS.help("rounds", "times the whole grid is measured (tables: the median)"))
+    parser.add_argument("--warmup", type=at_least(0), default=None, help=SETTINGS.help("warmup", "untimed steps first"))
     parser.add_argument("--lr", type=float, default=PSJob.lr, help="SGD learning rate")
     parser.add_argument("--momentum", type=float, default=PSJob.momentum, help="SGD momentum")
     parser.add_argument("--weight-decay", type=float, default=PSJob.weight_decay, help="L2 penalty")
@@ -321,7 +318,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=PSJob.timeout,
                         help="seconds a rank waits for one message before it names the peer and stops")
     command.add_threads_flag(parser, "torch threads per process (default 1: the p + w processes share the cores)")
-    command.add_dataset_flag(parser, default=None, what=_setting_help("dataset", "the images to train on"))
+    command.add_dataset_flag(parser, default=None, what=SETTINGS.help("dataset", "the images to train on"))
     command.add_data_dir_flag(parser)
     command.add_run_flags(parser)
     parser.add_argument("--experiment", default=EXPERIMENT, help="MLflow experiment, one run per point")

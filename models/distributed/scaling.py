@@ -133,15 +133,12 @@ QUICK_SETTINGS = {**FULL_SETTINGS, "model": "tiny", "dataset": "synthetic", "wor
                   "steps": 2, "warmup": 1}
 
 
-def _setting_help(name: str, what: str) -> str:
-    return f"{what} (default {FULL_SETTINGS[name]}; --quick: {QUICK_SETTINGS[name]})"
+SETTINGS = command.QuickSettings(FULL_SETTINGS, QUICK_SETTINGS)
 
 
 def resolve_settings(args) -> None:
     """Fill in every setting the user left unset: --quick's small ones or the full run's."""
-    for name, value in (QUICK_SETTINGS if args.quick else FULL_SETTINGS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    SETTINGS.resolve(args)
 
 
 def main(args) -> int:
@@ -186,22 +183,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from models.nets.fashion_resnet import ARCHITECTURES
     from sysdl_kernels.collectives import DEFAULT_GROUP_SIZE, STRATEGIES
     parser.add_argument("--workers", type=at_least(1), nargs="+", default=None,
-                        help=_setting_help("workers", "local worker counts"))
+                        help=SETTINGS.help("workers", "local worker counts"))
     parser.add_argument("--modes", nargs="+", default=["strong", "weak"], choices=["strong", "weak"],
                         help="strong: fixed global batch; weak: fixed batch per worker")
     parser.add_argument("--strategies", nargs="+", default=None, choices=STRATEGIES,
                         help="the all-reduce strategies to train with (default: all)")
-    parser.add_argument("--model", default=None, choices=ARCHITECTURES, help=_setting_help("model", "the network trained"))
+    parser.add_argument("--model", default=None, choices=ARCHITECTURES, help=SETTINGS.help("model", "the network trained"))
     parser.add_argument("--global-batch", type=at_least(1), default=None,
-                        help=_setting_help("global_batch", "strong scaling: images per step, all workers"))
+                        help=SETTINGS.help("global_batch", "strong scaling: images per step, all workers"))
     parser.add_argument("--worker-batch", type=at_least(1), default=None,
-                        help=_setting_help("worker_batch", "weak scaling: images per step per worker"))
-    parser.add_argument("--steps", type=at_least(1), default=None, help=_setting_help("steps", "timed steps per configuration"))
-    parser.add_argument("--warmup", type=at_least(0), default=None, help=_setting_help("warmup", "untimed steps first"))
+                        help=SETTINGS.help("worker_batch", "weak scaling: images per step per worker"))
+    parser.add_argument("--steps", type=at_least(1), default=None, help=SETTINGS.help("steps", "timed steps per configuration"))
+    parser.add_argument("--warmup", type=at_least(0), default=None, help=SETTINGS.help("warmup", "untimed steps first"))
     parser.add_argument("--group-size", type=at_least(1), default=DEFAULT_GROUP_SIZE,
                         help="hierarchical: ranks per node")
     parser.add_argument("--price", type=float, default=DEFAULT_PRICE, help="$ per worker-hour")
-    command.add_dataset_flag(parser, default=None, what=_setting_help("dataset", "the images to train on"))
+    command.add_dataset_flag(parser, default=None, what=SETTINGS.help("dataset", "the images to train on"))
     command.add_data_dir_flag(parser)
     parser.add_argument("--backend", default=None, choices=["gloo", "nccl"],
                         help="torch.distributed backend (default: nccl with CUDA, else gloo)")

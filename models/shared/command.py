@@ -18,7 +18,7 @@ import inspect
 import io
 import sys
 import tokenize
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, fields
 
 from models.shared.errors import UserError
 from sysdl_kernels.runtime import set_process_environment
@@ -154,6 +154,22 @@ def add_threads_flag(parser: argparse.ArgumentParser, what: str = "torch threads
 
 def add_quick_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--quick", action="store_true", help=what)
+
+
+@dataclass(frozen=True)
+class QuickSettings:
+    """A command's settings that have a full-run value and a ``--quick`` one: their flags default
+    to None, the help names both, and ``resolve`` fills what the user left unset."""
+    full: dict
+    quick: dict
+
+    def help(self, name: str, what: str) -> str:
+        return f"{what} (default {self.full[name]}; --quick: {self.quick[name]})"
+
+    def resolve(self, args) -> None:
+        for name, value in (self.quick if args.quick else self.full).items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
 
 
 def add_run_flags(parser: argparse.ArgumentParser, track: bool = True) -> None:
