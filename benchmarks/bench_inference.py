@@ -16,6 +16,7 @@ network an implementation runs, the original or the pruned one.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from pathlib import Path
 
@@ -111,9 +112,14 @@ def inference_case(case: str, implementation: str, device: str = "cpu"):
         module = module.to(device) if device == "cuda" else module
         return on_device(_predictor(module, batch, x.to(device)), device)
     state, config = pruned.state_dict(), pruned.config.to_dict()
-    if implementation in ("MatmulNet", "MatmulNet layered"):
-        cpu_only(implementation, device)           # "MatmulNet": the fused kernel where the network has no pooling
-        net = MatmulNet(state, config, program="layered" if implementation.endswith("layered") else None)
+    if implementation == "MatmulNet":
+        cpu_only(implementation, device)           # the fused kernel where the network has no pooling
+        net = MatmulNet(state, config)
+    elif implementation == "MatmulNet layered":
+        cpu_only(implementation, device)
+        if "program" not in inspect.signature(MatmulNet).parameters:     # asv: a commit before the fused program
+            raise NotImplementedError("this commit's MatmulNet has only the layered program: see 'MatmulNet'")
+        net = MatmulNet(state, config, program="layered")
     else:
         require_compiled_triton()
         if device != "cuda":

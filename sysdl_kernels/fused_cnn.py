@@ -13,11 +13,11 @@ from the pixels to the logits without leaving its caches:
   output pixel (y, x) of a KHxKW kernel is at flat position p = y*W + x, and tap (i, j) reads
   flat position p + i*W + j. So each (output channel, input channel) is one unit-stride pass
   over all ~OH*W positions, which LLVM vectorises (AVX-512 here): for a 3x3 kernel all 9
-  shifted loads feed one accumulator update (``numba_layers.nine_taps``, the passes of
-  sysdl's Numba conv). The positions
-  with x >= OW ("wrap-around" columns) are computed too and never read by a valid output of
-  the next conv (they cost (W - OW) / W extra work, 7-14% on 28-wide images), and the
-  flatten copies only valid columns, so a NaN or inf there cannot reach a logit.
+  shifted loads feed one accumulator update (``numba_layers.nine_taps``, shared with sysdl's
+  Numba conv). The positions with x >= OW ("wrap-around" columns) are computed too and never
+  read by a valid output of the next conv (they cost (W - OW) / W extra work, 7-14% on
+  28-wide images), and the flatten copies only valid columns, so a NaN or inf there cannot
+  reach a logit.
 * **dense layers**: fc1 and fc2 run on the tile's 4 rows with ``numba_gemm.gemm_row_block``
   (4x4 register tiles, the engine of ``gemm_bias_act``), bias and ReLU fused.
 
@@ -35,7 +35,10 @@ as in torch. Input in any layout (copied to contiguous when needed), float32 or 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -107,35 +110,49 @@ def _conv_wide_rows(src, rows_in, width, weight, bias, zero, dst):
             d[p] = zero
 
 
-def _forward(x, height, width, w1, b1, w2, b2, fc1_w, fc1_b, fc2_w, fc2_b, zero, wide1, wide2, features,
-             hidden, out):
-    # x (N, C0, H*W) images of height x width; wide1 (threads, C1, H1*W); wide2 (threads, C2, H2*W);
-    # features (threads, TILE, C2*H2*W2); hidden (threads, TILE, HIDDEN); out (N, L)
-    n = x.shape[0]
-    rows1 = height - w1.shape[2] + 1
-    rows2 = rows1 - w2.shape[2] + 1
-    cols2 = width - w1.shape[3] + 1 - w2.shape[3] + 1
-    threads = features.shape[0]
-    tiles = (n + TILE - 1) // TILE
-    for t in numba.prange(threads):
-        for tile in range(t * tiles // threads, (t + 1) * tiles // threads):
-            i0 = tile * TILE
-            rows = min(TILE, n - i0)
-            for r in range(rows):
-                _conv_wide_rows(x[i0 + r], height, width, w1, b1, zero, wide1[t])
-                _conv_wide_rows(wide1[t], rows1, width, w2, b2, zero, wide2[t])
-                f = features[t, r]
-                for c in range(w2.shape[0]):                # flatten: valid columns only, NCHW order
-                    for y in range(rows2):
-                        for z in range(cols2):
-                            f[(c * rows2 + y) * cols2 + z] = wide2[t, c, y * width + z]
-            gemm_row_block(features[t, :rows], 0, fc1_w, fc1_b, True, zero, hidden[t, :rows])
-            gemm_row_block(hidden[t, :rows], 0, fc2_w, fc2_b, False, zero, out[i0:i0 + rows])
+def _helpers_hash() -> str:
+    """sha256 of the modules whose kernels ``_kernel`` inlines (numba_layers, numba_gemm)."""
+    from sysdl_kernels import numba_layers
+    return hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (numba_layers, numba_gemm))).hexdigest()
 
 
-_JIT = dict(cache=True, fastmath={"reassoc", "contract"})
-_forward_parallel = numba.njit(parallel=True, **_JIT)(_forward)
-_forward_serial = numba.njit(**_JIT)(_forward)
+@functools.lru_cache(maxsize=None)
+def _kernel(parallel: bool):
+    """The forward kernel, parallel over threads or serial, compiled on first use and cached on
+    disk. Numba names a cache entry after the function, not its flags, and checks only its own
+    file for changes; so ``stamp``, a closure constant that Numba hashes into the entry's key,
+    holds the build and the sources it inlines: neither build loads the other's code, and an
+    edit to numba_layers or numba_gemm recompiles it."""
+    stamp = f"{'parallel' if parallel else 'serial'} {_helpers_hash()}"
+
+    def forward(x, height, width, w1, b1, w2, b2, fc1_w, fc1_b, fc2_w, fc2_b, zero, wide1, wide2, features,
+                hidden, out):
+        # x (N, C0, H*W) images of height x width; wide1 (threads, C1, H1*W); wide2 (threads, C2, H2*W);
+        # features (threads, TILE, C2*H2*W2); hidden (threads, TILE, HIDDEN); out (N, L)
+        if len(stamp) == 0:                                 # never: the stamp only keys the cache
+            return
+        n = x.shape[0]
+        rows1 = height - w1.shape[2] + 1
+        rows2 = rows1 - w2.shape[2] + 1
+        cols2 = width - w1.shape[3] + 1 - w2.shape[3] + 1
+        threads = features.shape[0]
+        tiles = (n + TILE - 1) // TILE
+        for t in numba.prange(threads):
+            for tile in range(t * tiles // threads, (t + 1) * tiles // threads):
+                i0 = tile * TILE
+                rows = min(TILE, n - i0)
+                for r in range(rows):
+                    _conv_wide_rows(x[i0 + r], height, width, w1, b1, zero, wide1[t])
+                    _conv_wide_rows(wide1[t], rows1, width, w2, b2, zero, wide2[t])
+                    f = features[t, r]
+                    for c in range(w2.shape[0]):            # flatten: valid columns only, NCHW order
+                        for y in range(rows2):
+                            for z in range(cols2):
+                                f[(c * rows2 + y) * cols2 + z] = wide2[t, c, y * width + z]
+                gemm_row_block(features[t, :rows], 0, fc1_w, fc1_b, True, zero, hidden[t, :rows])
+                gemm_row_block(hidden[t, :rows], 0, fc2_w, fc2_b, False, zero, out[i0:i0 + rows])
+
+    return numba.njit(parallel=parallel, cache=True, fastmath={"reassoc", "contract"})(forward)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,6 +163,10 @@ def check_params(params: FusedParams, image_shape: tuple[int, int, int]) -> None
     """ValueError naming the first parameter whose shape does not fit images of ``image_shape``."""
     c0, h, w = image_shape
     arrays = params.arrays()
+    for name, array in zip(FusedParams.__dataclass_fields__, arrays):
+        want = 4 if name.startswith("conv") and name.endswith("weight") else 2 if name.endswith("weight") else 1
+        if not isinstance(array, np.ndarray) or array.ndim != want:
+            raise ValueError(f"{name} must be a {want}-D numpy array, got {getattr(array, 'shape', type(array).__name__)}")
     dtype = arrays[0].dtype
     if dtype not in (np.float32, np.float64) or any(a.dtype != dtype for a in arrays):
         raise TypeError(f"parameters must all be float32 or all float64, got {[a.dtype.name for a in arrays]}")
@@ -181,7 +202,8 @@ def flops_per_image(params: FusedParams, image_shape) -> int:
 
 
 class Workspace:
-    """Per-thread buffers for ``fused_cnn``, kept between calls (sized for the largest thread count)."""
+    """Per-thread buffers for ``fused_cnn``, kept between calls: allocated for the most threads
+    Numba may run, so a serial call after a parallel one (a batch's last, small chunk) reuses them."""
 
     def __init__(self):
         self._arrays: dict = {}
@@ -191,13 +213,14 @@ class Workspace:
         c1, _, k1h, _ = params.conv1_weight.shape
         c2, _, k2h, _ = params.conv2_weight.shape
         h1, h2 = h - k1h + 1, h - k1h - k2h + 2
-        shapes = ((threads, c1, h1 * w), (threads, c2, h2 * w), (threads, TILE, params.fc1_weight.shape[1]),
-                  (threads, TILE, params.fc1_weight.shape[0]))
+        shapes = ((c1, h1 * w), (c2, h2 * w), (TILE, params.fc1_weight.shape[1]), (TILE, params.fc1_weight.shape[0]))
         dtype = params.conv1_weight.dtype
         key = (shapes, dtype)
-        if key not in self._arrays:
-            self._arrays = {key: tuple(np.empty(shape, dtype) for shape in shapes)}
-        return self._arrays[key]
+        held = self._arrays.get(key)
+        if held is None or len(held[0]) < threads:
+            most = max(threads, numba.config.NUMBA_NUM_THREADS)
+            held = self._arrays[key] = tuple(np.empty((most, *shape), dtype) for shape in shapes)
+        return tuple(array[:threads] for array in held)
 
 
 def fused_cnn(x: np.ndarray, params: FusedParams, out: np.ndarray | None = None,
@@ -229,7 +252,7 @@ def fused_cnn(x: np.ndarray, params: FusedParams, out: np.ndarray | None = None,
     threads = 1 if serial else max(1, min(numba.get_num_threads(), (n + TILE - 1) // TILE))
     buffers = (workspace or Workspace()).get(params, x.shape[1:], threads)
     flat = np.ascontiguousarray(x).reshape(n, x.shape[1], -1)
-    kernel = _forward_serial if serial else _forward_parallel
+    kernel = _kernel(parallel=not serial)
     kernel(flat, x.shape[2], x.shape[3], *params.arrays(), dtype.type(0), *buffers, out)
     return out
 

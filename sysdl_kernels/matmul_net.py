@@ -112,6 +112,11 @@ class MatmulNet:
             raise ValueError(f"program must be one of {PROGRAMS}, got {program!r}")
         if program == "fused" and not self.fusable:
             raise ValueError("the fused program needs a network without pooling; use program='layered'")
+        if program == "fused" and (strategy is not None or dense_engine is not None):
+            raise ValueError("strategy and dense_engine choose the layered program's lowerings; the fused "
+                             "program has none: pass program='layered' or drop them")
+        if program is not None and backend != "cpu":
+            raise ValueError(f"program chooses between the CPU backend's programs; the {backend} backend has one")
         if program is None and (strategy is not None or dense_engine is not None):
             program = "layered"                           # a fixed lowering asks for the layered program
         self.program = program                            # None: the faster, per chunk size
@@ -174,9 +179,15 @@ class MatmulNet:
     def describe(self) -> str:
         if self.backend == "triton":
             return "MatmulNet[triton] per conv: one implicit-GEMM kernel (bias, ReLU fused); per dense layer: one fused GEMM"
-        runs = "; ".join(f"chunk {n}: " + ("fused (one Numba kernel), " if self.program_choices.get(n) == "fused"
-                                           else "") + ", ".join(f"{k}={v}" for k, v in {
-            **choice, **self.dense_choices.get(n, {})}.items()) for n, choice in self.choices.items())
+        def layered(n):
+            return ", ".join(f"{k}={v}" for k, v in {**self.choices[n], **self.dense_choices[n]}.items())
+
+        def ran(n, program):
+            if program == "layered":
+                return layered(n)
+            return "fused (one Numba kernel" + (f"; the layered program, slower: {layered(n)})" if n in self.choices
+                                                else ")")
+        runs = "; ".join(f"chunk {n}: {ran(n, program)}" for n, program in self.program_choices.items())
         return f"MatmulNet[{self.backend}] {runs or '(not run yet)'}"
 
     # -- CPU backend ----------------------------------------------------------------------------
@@ -215,9 +226,13 @@ class MatmulNet:
         self._dense(hidden, self.fc2_w, self.fc2_b, False, engines["fc2"], logits)
 
     def _tune(self, x: torch.Tensor) -> None:
-        """Per conv the fastest lowering, per dense layer the fastest engine, on this chunk size
-        (unless fixed): each the median of 3 timed calls after a warm-up (and JIT compile)."""
+        """On this chunk size (unless fixed): per conv the fastest lowering and per dense layer the
+        fastest engine of the layered program, then the faster of it and the fused program; each
+        the median of 3 timed calls after a warm-up (and JIT compile)."""
         n = x.shape[0]
+        if self.program == "fused":
+            self.program_choices[n] = "fused"
+            return
         choice, act, channels_last = {}, x.contiguous(), False
         for conv in self.convs:
             options = [self.fixed[conv.name]] if conv.name in self.fixed else CONV_STRATEGIES

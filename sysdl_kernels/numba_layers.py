@@ -5,10 +5,11 @@ Same signatures, semantics and error messages as the numpy kernels in sysdl_kern
 every output is a new C-contiguous array and the inputs are never written. Each public
 function validates, makes its inputs C-contiguous (zero-padding a copy of x where the conv
 pads), allocates the outputs and calls ``@numba.njit(parallel=True, fastmath=False)``
-kernels (the stride-1 forward contracts its multiply-adds to FMAs: fastmath={"contract"}, which
-rounds once where a multiply and an add round twice, and never reorders a sum). They compile lazily on the first call per dtype and layout (``cache=True`` keeps
-them on disk) and run on ``numba.get_num_threads()`` threads (NUMBA_NUM_THREADS). Every
-thread owns the outputs it writes, so results do not depend on the thread count.
+kernels (the stride-1 forward contracts its multiply-adds to FMAs: fastmath={"contract"},
+which rounds once where a multiply and an add round twice, and never reorders a sum). They
+compile lazily on the first call per dtype and layout (``cache=True`` keeps them on disk)
+and run on ``numba.get_num_threads()`` threads (NUMBA_NUM_THREADS). Every thread owns the
+outputs it writes, so results do not depend on the thread count.
 
 Loop order, and why. Without fastmath the compiler may not reorder a sum, so a dot product
 stays scalar; what vectorises is an element-wise update ``acc[t] += w * x[off + t]`` over a

@@ -172,17 +172,18 @@ def _bench_rank(rank: int, world: int, job, points, csv_path: str, settings_hash
 # ---- after the grid: MLflow, tables, figure -------------------------------------------------
 
 def log_missing_runs(frame, settings: dict, settings_hash: str, experiment: str) -> int:
-    """One MLflow run per row that has no FINISHED run yet (a resumed grid logs only what is new)."""
+    """One MLflow run per row that has no FINISHED run with its figures yet (a resumed grid logs
+    only what is new; a grid measured again with --overwrite logs its new figures)."""
     from models.training import tracking
-    logged = {run["tags"].get(TAG_POINT) for run in tracking.find_runs(experiment, {TAG_HASH: settings_hash})
-              if run["status"] == "FINISHED"}
+    logged = {(run["tags"].get(TAG_POINT), run["metrics"].get("steps_per_s"))
+              for run in tracking.find_runs(experiment, {TAG_HASH: settings_hash}) if run["status"] == "FINISHED"}
     added = 0
     for row in frame.to_dict("records"):
         point = f"{row['mode']} p{row['ps']} w{row['workers']} round {row['round']}"
-        if point in logged:
+        metrics = {k: row[k] for k in ("steps_per_s", "images_per_s", *TIME_COLUMNS)}
+        if (point, metrics["steps_per_s"]) in logged:
             continue
         params = {**settings, **{column: row[column] for column in KEY}}
-        metrics = {k: row[k] for k in ("steps_per_s", "images_per_s", *TIME_COLUMNS)}
         with tracking.start_run(experiment, point, params, {TAG_HASH: settings_hash, TAG_POINT: point}) as run:
             run.log_metrics(metrics)
         added += 1

@@ -174,6 +174,9 @@ def importance(model: FashionCNN, layer: str, heuristic: str, batch: tuple[torch
 SCHEDULES = ("layer", "global")
 
 
+PRUNE_DISTILL_WEIGHT = 0.5           # the soft term's default share when a session distills
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     heuristic: str = "l1"
@@ -185,11 +188,14 @@ class PruneConfig:
     seed: int = 0
     max_steps_per_layer: int = 0     # 0: no limit (the --quick mode sets a small one)
     distill_temperature: float = 0.0  # 0: retrain on the labels; T > 0: also on the base's soft targets at T
-    distill_weight: float = 0.5      # share of the soft term in the retraining loss (Hinton et al.'s weight)
+    distill_weight: float = PRUNE_DISTILL_WEIGHT  # share of the soft term in the retraining loss (Hinton et al.'s weight)
 
     def __post_init__(self):
         from models.pruning.distill import check_distillation
         check_distillation(self.distill_temperature, self.distill_weight)
+        if self.distill_temperature == 0 and self.distill_weight != PRUNE_DISTILL_WEIGHT:
+            raise ValueError(f"distill_weight {self.distill_weight:g} needs a distillation temperature > 0 "
+                             f"(--distill-temperature): without one the session retrains on the labels only")
         for name in ("max_drop", "retrain_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -148,3 +148,14 @@ def test_whole_test_set_from_a_checkpoint(trained_small_checkpoint, fashion_mnis
     got = net(fashion_mnist.test.x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert torch.equal(got.argmax(1), expected.argmax(1))
+
+
+def test_a_fixed_fused_program_tunes_nothing_else_and_conflicts_are_named():
+    _, net = model_and_net(CONFIGS[1], program="fused")
+    net(torch.randn(5, 1, 28, 28))
+    assert net.choices == {} and net.describe() == "MatmulNet[cpu] chunk 5: fused (one Numba kernel)"
+    with pytest.raises(ValueError, match="fused program has none"):
+        model_and_net(CONFIGS[1], strategy="nhwc", program="fused")
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="the triton backend has one"):
+        MatmulNet(FashionCNN(CONFIGS[1]).state_dict(), CONFIGS[1].to_dict(), backend="triton", program="layered")

@@ -138,3 +138,11 @@ def test_a_distilled_session_resumes_after_a_kill_and_an_old_state_still_reads(t
     again = prune.run_session(path, data, plain, tmp_path / "old", track=False, progress=False, log=lambda m: None)
     assert len(again) == len(state["steps"])
     assert prune.session_name(state) == "l1-layer"
+
+
+def test_a_distill_weight_without_a_temperature_is_refused():
+    """Weight 0.3 at temperature 0 would name the session as undistilled yet record another config."""
+    from models.pruning.prune import PruneConfig
+    with pytest.raises(ValueError, match="needs a distillation temperature > 0"):
+        PruneConfig(distill_weight=0.3)
+    assert PruneConfig(distill_temperature=1, distill_weight=0.3).distills
