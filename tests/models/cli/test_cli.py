@@ -99,4 +99,6 @@ def test_infer_bench_quick(tmp_path):
     rows = pd.read_csv(tmp_path / "infer_bench.csv")
     assert set(rows["batch"]) == {64, 1000} and (rows["seconds"] > 0).all()
     assert "False" not in out.stdout.split("same predictions as the nn.Module")[1].split("csv:")[0]
-    assert "(c) MatmulNet: MatmulNet[cpu] chunk 256: conv1=" in out.stdout       # which lowering ran
+    assert "(c) MatmulNet layered: MatmulNet[cpu] chunk 256: conv1=" in out.stdout    # which lowering ran
+    ran = out.stdout.split("(c) MatmulNet: MatmulNet[cpu] chunk 256: ")[1]          # and which program
+    assert ran.startswith("fused (one Numba kernel; the layered program, slower: conv1=") or ran.startswith("conv1=")
