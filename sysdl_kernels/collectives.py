@@ -66,6 +66,18 @@ def default_timeout() -> float:
 # ----------------------------------------------------------------------------------------------
 
 
+def wait_bounded(works, timeout: timedelta, fail) -> None:
+    """Wait for each posted (work, what, peer) at most ``timeout``; a failed or late one raises
+    ``fail(what, peer[, exc])``, the caller's error naming both ends."""
+    for work, what, peer in works:
+        try:
+            completed = work.wait(timeout)
+        except RuntimeError as exc:
+            raise fail(what, peer, exc) from exc
+        if completed is False:
+            raise fail(what, peer)
+
+
 class _Link:
     """The point-to-point calls of one collective on one rank. Peers are ranks of ``group``."""
 
@@ -105,13 +117,7 @@ class _Link:
         return work, what, peer
 
     def wait(self, works: list) -> None:
-        for work, what, peer in works:
-            try:
-                completed = work.wait(self.timeout)
-            except RuntimeError as exc:
-                raise self.fail(what, peer, exc) from exc
-            if completed is False:
-                raise self.fail(what, peer)
+        wait_bounded(works, self.timeout, self.fail)
 
     def exchange(self, send=None, to=None, recv=None, frm=None) -> None:
         """Send ``send`` to ``to`` while receiving ``recv`` from ``frm``; wait for both."""

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sysdl_kernels.collectives import block_bounds
+from sysdl_kernels.collectives import block_bounds, wait_bounded
 
 if TYPE_CHECKING:
     import torch
@@ -174,13 +174,7 @@ class _Messenger:
             raise self.fail(what, peer, exc) from exc
 
     def wait(self, *posted) -> None:
-        for work, what, peer in posted:
-            try:
-                completed = work.wait(self.timeout)
-            except RuntimeError as exc:
-                raise self.fail(what, peer, exc) from exc
-            if completed is False:
-                raise self.fail(what, peer)
+        wait_bounded(posted, self.timeout, self.fail)
 
 
 def _flat_gradient(model, scale: float):
