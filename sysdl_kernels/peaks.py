@@ -63,6 +63,12 @@ def _cpuinfo() -> dict:
     return fields
 
 
+@functools.cache
+def cpu_vendor() -> str:
+    """/proc/cpuinfo's vendor_id ("GenuineIntel", "AuthenticAMD", ...; "?" where there is none)."""
+    return _cpuinfo().get("vendor_id", "?")
+
+
 def _caches() -> list[dict]:
     caches = []
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):

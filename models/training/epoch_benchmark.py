@@ -13,11 +13,12 @@ both. The first epoch of each is a warm-up and is not counted. The figure is the
 epochs of sysdl's epoch time divided by the plain loop's.
 
 The plain loop is the textbook ``nn.Sequential`` (conv, ReLU, conv, ReLU, Flatten, Linear,
-ReLU, Linear) with a copy of the same initial weights. What sysdl does differently: fc1 runs
-as a whole-map convolution on oneDNN (``dense_on_feature_map`` in models/nets/fashion_cnn.py: the
-same sum, in the widest vector instructions the CPU has; the biggest win), a fused SGD step,
-evaluation under inference_mode in batches of 256, loss and accuracy accumulated as tensors
-rather than ``.item()`` per step, and glibc told to keep large blocks mapped between steps
+ReLU, Linear) with a copy of the same initial weights. What sysdl does differently: a fused SGD
+step; ReLU in place on the conv outputs; fc1 as a whole-map convolution on oneDNN on CPUs where
+MKL's sgemm is not at full width (``dense_on_feature_map`` in models/nets/fashion_cnn.py: the
+same sum; on AMD it was the biggest win, on Intel the plain linear is faster and is used);
+evaluation under inference_mode in batches of 256; loss and accuracy accumulated as tensors rather
+than ``.item()`` per step; and glibc told to keep large blocks mapped between steps
 (sysdl_kernels/runtime.py).
 """
 

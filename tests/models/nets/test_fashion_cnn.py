@@ -62,10 +62,14 @@ def test_init_methods(method):
         assert net.fc1.weight.std() < net.conv1.weight.std() / 5
 
 
+@pytest.mark.parametrize("as_conv", [True, False], ids=["whole-map-conv", "linear"])
 @pytest.mark.parametrize("shape, out", [((1, 3, 5, 7), 4), ((6, 16, 24, 24), 100), ((3, 2, 1, 9), 1)])
-def test_dense_on_feature_map_is_linear_on_the_flattened_map(shape, out):
-    """fc1 runs as a whole-map convolution on the CPU; values and gradients equal F.linear's."""
+def test_dense_on_feature_map_is_linear_on_the_flattened_map(shape, out, as_conv, monkeypatch):
+    """fc1 runs as a whole-map convolution on non-Intel CPUs, as F.linear elsewhere; either way its
+    values and gradients equal F.linear's."""
+    from models.nets import fashion_cnn
     from models.nets.fashion_cnn import dense_on_feature_map
+    monkeypatch.setattr(fashion_cnn, "whole_map_conv_is_faster", lambda: as_conv)
     torch.manual_seed(0)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     w = torch.randn(out, x[0].numel(), dtype=torch.float64, requires_grad=True)
@@ -78,3 +82,28 @@ def test_dense_on_feature_map_is_linear_on_the_flattened_map(shape, out):
     want = torch.autograd.grad(expected, (x, w, b), grad)
     for g, e in zip(got, want):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("vendor, as_conv", [("GenuineIntel", False), ("AuthenticAMD", True), ("?", True)])
+def test_fc1_path_depends_on_the_cpu_vendor_only(vendor, as_conv, monkeypatch):
+    from models.nets.fashion_cnn import whole_map_conv_is_faster
+    from sysdl_kernels import peaks
+    monkeypatch.setattr(peaks, "cpu_vendor", lambda: vendor)
+    assert whole_map_conv_is_faster() is as_conv
+
+
+def test_in_place_relu_leaves_captured_maps_and_gradients_as_out_of_place():
+    """The forward pass applies ReLU in place when nothing is captured; logits and every gradient are
+    those of the out-of-place pass (the capturing one), and the captured maps keep their negatives."""
+    torch.manual_seed(0)
+    net = FashionCNN(FashionCNNConfig(conv1_channels=3, conv2_channels=4, hidden_units=5)).double()
+    x = torch.randn(4, 1, 28, 28, dtype=torch.float64)
+    captured = {}
+    kept = net(x, capture=captured)
+    fast = net(x)
+    torch.testing.assert_close(fast, kept, rtol=0, atol=0)
+    assert (captured["conv1"] < 0).any() and (captured["conv2"] < 0).any()
+    grads_kept = torch.autograd.grad(kept.square().sum(), list(net.parameters()))
+    grads_fast = torch.autograd.grad(fast.square().sum(), list(net.parameters()))
+    for g, e in zip(grads_fast, grads_kept):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
