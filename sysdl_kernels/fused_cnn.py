@@ -13,8 +13,9 @@ from the pixels to the logits without leaving its caches:
   output pixel (y, x) of a KHxKW kernel is at flat position p = y*W + x, and tap (i, j) reads
   flat position p + i*W + j. So each (output channel, input channel) is one unit-stride pass
   over all ~OH*W positions, which LLVM vectorises (AVX-512 here): for a 3x3 kernel all 9
-  shifted loads feed one accumulator update (``numba_layers.nine_taps``, shared with sysdl's
-  Numba conv). The positions with x >= OW ("wrap-around" columns) are computed too and never
+  shifted loads feed one accumulator update (``numba_layers.tap_sum``, shared with sysdl's
+  Numba conv); the first input channel's pass starts from the bias and the last one applies
+  the ReLU, so no pass over the map only fills or clamps it. The positions with x >= OW ("wrap-around" columns) are computed too and never
   read by a valid output of the next conv (they cost (W - OW) / W extra work, 7-14% on
   28-wide images), and the flatten copies only valid columns, so a NaN or inf there cannot
   reach a logit.
@@ -45,7 +46,7 @@ import numpy as np
 
 from sysdl_kernels import numba_gemm
 from sysdl_kernels.numba_gemm import TILE, gemm_row_block
-from sysdl_kernels.numba_layers import nine_taps, taps_by_rows
+from sysdl_kernels.numba_layers import kernel_3x3, tap_sum, taps_by_rows
 
 SERIAL_BELOW = 16          # images: smaller batches run on the calling thread
 
@@ -88,6 +89,30 @@ def fused_cnn_reference(x: np.ndarray, params: FusedParams) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 @numba.njit(inline="always")
+def _nine_taps_with_epilogue(acc, xn, weight, o, c, row_stride, run, first, bias, last, zero):
+    # acc[t] (+)= the 9 taps of input channel c for output o, in one pass: the first channel's
+    # pass starts from the bias instead of reading acc, the last one applies the ReLU (written
+    # so a NaN stays NaN) before its store. The same sums, in the same order, as a bias fill,
+    # nine_taps passes and a ReLU pass, with two passes over acc fewer.
+    w = kernel_3x3(weight, o, c)
+    r0, r1, r2 = xn, xn[row_stride:], xn[2 * row_stride:]
+    if first and last:
+        for t in range(run):
+            v = bias + tap_sum(r0, r1, r2, t, w)
+            acc[t] = zero if v < zero else v
+    elif first:
+        for t in range(run):
+            acc[t] = bias + tap_sum(r0, r1, r2, t, w)
+    elif last:
+        for t in range(run):
+            v = acc[t] + tap_sum(r0, r1, r2, t, w)
+            acc[t] = zero if v < zero else v
+    else:
+        for t in range(run):
+            acc[t] += tap_sum(r0, r1, r2, t, w)
+
+
+@numba.njit(inline="always")
 def _conv_wide_rows(src, rows_in, width, weight, bias, zero, dst):
     # src (C, >= rows_in*width) flat channels, C-contiguous; weight (O, C, KH, KW); dst (O, >= rows_out*width)
     o_count, c_count, kh, kw = weight.shape
@@ -95,17 +120,19 @@ def _conv_wide_rows(src, rows_in, width, weight, bias, zero, dst):
     positions = (rows_out - 1) * width + width - kw + 1     # the last valid output + 1; reads stay in src
     for o in range(o_count):
         d = dst[o]
-        d[:positions] = bias[o]
-        for c in range(c_count):
-            # one output at a time: d and src are arguments LLVM cannot prove apart, and two
-            # accumulators in one loop need more run-time overlap checks than it vectorises with
-            if kh == 3 and kw == 3:
-                nine_taps(d, src[c], weight, o, c, 0, width, positions)
-            else:
+        # one output at a time: d and src are arguments LLVM cannot prove apart, and two
+        # accumulators in one loop need more run-time overlap checks than it vectorises with
+        if kh == 3 and kw == 3:
+            for c in range(c_count):
+                _nine_taps_with_epilogue(d, src[c], weight, o, c, width, positions, c == 0, bias[o],
+                                         c == c_count - 1, zero)
+        else:
+            d[:positions] = bias[o]
+            for c in range(c_count):
                 taps_by_rows(d, src[c], weight, o, c, 0, width, 1, 1, positions)
-        for p in range(positions):
-            if d[p] < zero:                                 # written so a NaN stays NaN
-                d[p] = zero
+            for p in range(positions):
+                if d[p] < zero:                             # written so a NaN stays NaN
+                    d[p] = zero
         for p in range(positions, rows_out * width):        # never computed: keep them finite
             d[p] = zero
 

@@ -100,18 +100,30 @@ def taps_by_rows(acc, xn, weight, o, c, base, wp, dh, dw, run):
 
 
 @numba.njit(inline="always")
+def kernel_3x3(weight, o, c):
+    """The 9 weights of output o, input channel c of a 3x3 kernel, row-major, for ``tap_sum``."""
+    return (weight[o, c, 0, 0], weight[o, c, 0, 1], weight[o, c, 0, 2],
+            weight[o, c, 1, 0], weight[o, c, 1, 1], weight[o, c, 1, 2],
+            weight[o, c, 2, 0], weight[o, c, 2, 1], weight[o, c, 2, 2])
+
+
+@numba.njit(inline="always")
+def tap_sum(r0, r1, r2, t, w):
+    """The 9 taps of a 3x3 kernel at position t of three row views (``kernel_3x3``'s weights)."""
+    return (w[0] * r0[t] + w[1] * r0[t + 1] + w[2] * r0[t + 2]
+            + w[3] * r1[t] + w[4] * r1[t + 1] + w[5] * r1[t + 2]
+            + w[6] * r2[t] + w[7] * r2[t + 1] + w[8] * r2[t + 2])
+
+
+@numba.njit(inline="always")
 def nine_taps(acc, xn, weight, o, c, base, row_stride, run):
     # A 3x3 undilated kernel for output o in one pass: acc[t] += the 9 taps of xn at base + t, rows
     # row_stride apart; 9 input loads and 9 multiply-adds per accumulator update. Three row views
     # indexed t, t + 1, t + 2 (offsets LLVM sees are non-negative, so the loop vectorises)
-    w00, w01, w02 = weight[o, c, 0, 0], weight[o, c, 0, 1], weight[o, c, 0, 2]
-    w10, w11, w12 = weight[o, c, 1, 0], weight[o, c, 1, 1], weight[o, c, 1, 2]
-    w20, w21, w22 = weight[o, c, 2, 0], weight[o, c, 2, 1], weight[o, c, 2, 2]
+    w = kernel_3x3(weight, o, c)
     r0, r1, r2 = xn[base:], xn[base + row_stride:], xn[base + 2 * row_stride:]
     for t in range(run):
-        acc[t] += (w00 * r0[t] + w01 * r0[t + 1] + w02 * r0[t + 2]
-                   + w10 * r1[t] + w11 * r1[t + 1] + w12 * r1[t + 2]
-                   + w20 * r2[t] + w21 * r2[t + 1] + w22 * r2[t + 2])
+        acc[t] += tap_sum(r0, r1, r2, t, w)
 
 
 @numba.njit(inline="always")

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 
-import torch
+from sysdl_kernels.runtime import set_process_environment
+
+# Before numpy and Numba load, as `sysdl` and the benchmarks do: the tests compile the same code.
+set_process_environment()
+
+import torch  # noqa: E402
 
 # Triton reads TRITON_INTERPRET when it is imported: without a GPU its kernels are tested under
 # the interpreter, so this conftest, which runs before any test module imports triton, owns it.

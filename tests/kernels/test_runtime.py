@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,3 +42,45 @@ def test_numba_threads_are_capped_at_numba_s_pool():
     from sysdl_kernels.runtime import numba_thread_count
     assert numba_thread_count(1) == 1
     assert numba_thread_count(10_000) == numba.config.NUMBA_NUM_THREADS
+
+
+class _Features:
+    def __init__(self, text):
+        self.text = text
+
+    def flatten(self):
+        return self.text
+
+
+@pytest.mark.parametrize("host, expected", [
+    ("+sse2,+avx2,+avx512f,+fma", "+sse2,+avx2,+avx512f,+fma,-prefer-256-bit"),
+    ("+sse2,+avx2,-avx512f,+fma", None),          # no AVX-512: nothing to widen
+])
+def test_wide_vector_features_switch_off_the_256_bit_preference_only_with_avx512(host, expected, monkeypatch):
+    from llvmlite import binding
+    from sysdl_kernels.runtime import wide_vector_features
+    monkeypatch.setattr(binding, "get_host_cpu_features", lambda: _Features(host))
+    assert wide_vector_features() == expected
+
+
+@pytest.mark.parametrize("preset", [{}, {"NUMBA_CPU_FEATURES": "+sse2"}, {"NUMBA_CPU_NAME": "generic"}])
+def test_process_environment_keeps_the_user_s_numba_target(preset, monkeypatch):
+    from sysdl_kernels import runtime
+    for name in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in preset.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(runtime, "wide_vector_features", lambda: "+avx512f,-prefer-256-bit")
+    runtime.set_process_environment()
+    assert os.environ.get("NUMBA_CPU_FEATURES") == preset.get("NUMBA_CPU_FEATURES", None if preset else
+                                                                "+avx512f,-prefer-256-bit")
+
+
+def test_this_process_compiles_numba_at_full_vector_width():
+    """conftest sets the environment before Numba loads, as `sysdl` and the benchmarks do."""
+    import numba
+    from sysdl_kernels.runtime import wide_vector_features
+    if wide_vector_features() is None:
+        pytest.skip("no AVX-512 here: nothing to widen")
+    assert os.environ.get("NUMBA_CPU_FEATURES")
+    assert numba.config.CPU_FEATURES == os.environ["NUMBA_CPU_FEATURES"]
