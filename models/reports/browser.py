@@ -44,6 +44,7 @@ def chromium_paths() -> tuple[str, str]:
 def headless_chromium(window: tuple[int, int] = WINDOW):
     """A selenium driver of headless chromium that records the console; quit on exit."""
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
 
     browser, driver_path = chromium_paths()
     options = webdriver.ChromeOptions()
@@ -52,7 +53,12 @@ def headless_chromium(window: tuple[int, int] = WINDOW):
                      "--hide-scrollbars", "--force-device-scale-factor=1", f"--window-size={window[0]},{window[1]}"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    try:
+        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    except WebDriverException as err:   # a driver that does not start, or a browser it cannot run
+        reason = (err.msg or str(err)).strip().splitlines()[0] if (err.msg or str(err)).strip() else type(err).__name__
+        raise BrowserError(f"chromedriver ({driver_path}) could not start chromium ({browser}): {reason}; "
+                           f"chromium and chromium-driver must be the same version: {INSTALL_HINT}") from None
     try:
         driver.set_page_load_timeout(READY_SECONDS)
         # the viewport itself at the window size (the window's size includes the browser's frame)

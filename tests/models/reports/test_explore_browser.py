@@ -199,3 +199,17 @@ def test_the_page_of_the_whole_test_set(browser, fashion_mnist, trained_small_ch
     assert torch.equal(shown_matrix(browser), matrix)
     assert grid_count(browser) == 10_000
     assert console_errors(browser) == []
+
+
+def test_a_driver_that_cannot_start_the_browser_is_a_clean_error(tmp_path, monkeypatch):
+    """A chromedriver that dies at once (as a version mismatch with chromium does): a BrowserError
+    saying what to install, no selenium traceback."""
+    from models.reports import browser as browser_module
+    from models.reports.browser import BrowserError
+    broken = tmp_path / "chromedriver"
+    broken.write_text("#!/bin/sh\necho 'session not created: this driver supports chromium 1' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(browser_module, "chromium_paths", lambda: ("/usr/bin/chromium", str(broken)))
+    with pytest.raises(BrowserError, match="could not start chromium.*same version"):
+        with headless_chromium():
+            pass
