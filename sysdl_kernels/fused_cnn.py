@@ -234,8 +234,17 @@ class Workspace:
 
     def __init__(self):
         self._arrays: dict = {}
+        self._last = None                   # (params, image_shape, threads, buffers) of the last get
 
     def get(self, params: FusedParams, image_shape, threads: int) -> tuple:
+        last = self._last
+        if last is not None and last[0] is params and last[1] == image_shape and last[2] == threads:
+            return last[3]                  # the same call as the last one: a loop of small batches
+        buffers = self._get(params, image_shape, threads)
+        self._last = (params, tuple(image_shape), threads, buffers)
+        return buffers
+
+    def _get(self, params: FusedParams, image_shape, threads: int) -> tuple:
         c0, h, w = image_shape
         c1, _, k1h, _ = params.conv1_weight.shape
         c2, _, k2h, _ = params.conv2_weight.shape
@@ -250,20 +259,21 @@ class Workspace:
         return tuple(array[:threads] for array in held)
 
 
-def fused_cnn(x: np.ndarray, params: FusedParams, out: np.ndarray | None = None,
-              workspace: Workspace | None = None) -> np.ndarray:
-    """Logits (N, L) of images x (N, C0, H, W): relu(conv1), relu(conv2), relu(fc1), fc2.
-
-    ``out`` (N, L), C-contiguous and writeable, receives them when given; ``workspace`` keeps
-    the per-thread buffers between calls."""
+def _check_images(x) -> None:
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x must be a numpy array (a CPU torch tensor's .numpy()), got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"x must have shape (N, C, H, W), got {x.shape}")
-    check_params(params, x.shape[1:])
-    dtype = params.conv1_weight.dtype
+
+
+def _check_dtype(x, dtype) -> None:
     if x.dtype != dtype:
         raise TypeError(f"x is {x.dtype} but the parameters are {dtype}")
+
+
+def _launch(x: np.ndarray, params: FusedParams, arrays: tuple, out, workspace: Workspace) -> np.ndarray:
+    """Check ``out`` (or allocate it) and run the kernel on x, whose shape fits ``params``."""
+    dtype = params.conv1_weight.dtype
     n = x.shape[0]
     shape = (n, params.fc2_weight.shape[0])
     if out is None:
@@ -277,11 +287,47 @@ def fused_cnn(x: np.ndarray, params: FusedParams, out: np.ndarray | None = None,
         return out
     serial = n < SERIAL_BELOW
     threads = 1 if serial else max(1, min(numba.get_num_threads(), (n + TILE - 1) // TILE))
-    buffers = (workspace or Workspace()).get(params, x.shape[1:], threads)
+    buffers = workspace.get(params, x.shape[1:], threads)
     flat = np.ascontiguousarray(x).reshape(n, x.shape[1], -1)
-    kernel = _kernel(parallel=not serial)
-    kernel(flat, x.shape[2], x.shape[3], *params.arrays(), dtype.type(0), *buffers, out)
+    _kernel(not serial)(flat, x.shape[2], x.shape[3], *arrays, dtype.type(0), *buffers, out)
     return out
+
+
+def fused_cnn(x: np.ndarray, params: FusedParams, out: np.ndarray | None = None,
+              workspace: Workspace | None = None) -> np.ndarray:
+    """Logits (N, L) of images x (N, C0, H, W): relu(conv1), relu(conv2), relu(fc1), fc2.
+
+    ``out`` (N, L), C-contiguous and writeable, receives them when given; ``workspace`` keeps
+    the per-thread buffers between calls. Every call checks the parameters against the images;
+    ``FusedCNN`` checks them once, for calls in a loop."""
+    _check_images(x)
+    check_params(params, x.shape[1:])
+    _check_dtype(x, params.conv1_weight.dtype)
+    return _launch(x, params, params.arrays(), out, workspace or Workspace())
+
+
+class FusedCNN:
+    """``fused_cnn`` bound to one network and one image shape, its parameters checked once and its
+    workspace kept: what a caller that runs many small batches uses (the batch-1 path), where
+    checking eight parameter arrays and finding the buffers took longer than the kernel.
+
+        net = FusedCNN(params, (1, 28, 28))
+        logits = net(x)                 # x (N, 1, 28, 28) in the parameters' dtype
+    """
+
+    def __init__(self, params: FusedParams, image_shape: tuple[int, int, int]):
+        check_params(params, tuple(image_shape))
+        self.params, self.image_shape = params, tuple(image_shape)
+        self._arrays = params.arrays()
+        self._dtype = params.conv1_weight.dtype
+        self.workspace = Workspace()
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        _check_images(x)
+        if x.shape[1:] != self.image_shape:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, self.image_shape))}), got {x.shape}")
+        _check_dtype(x, self._dtype)
+        return _launch(x, self.params, self._arrays, out, self.workspace)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ class MatmulNet:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.config, self.backend, self.chunk = config, backend, chunk
+        self.image_shape = (config["in_channels"], config["image_size"], config["image_size"])   # (C, H, W)
         f32 = {k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}
         self.convs = [ConvSpec(name, f32[f"{name}.weight"], f32[f"{name}.bias"], config.get("pool"),
                                config.get("pool_kernel", 2)) for name in ("conv1", "conv2")]
@@ -121,7 +122,7 @@ class MatmulNet:
             program = "layered"                           # a fixed lowering asks for the layered program
         self.program = program                            # None: the faster, per chunk size
         self.program_choices: dict[int, str] = {}         # chunk size -> "fused" or "layered"
-        self._fused = None                                # (FusedParams, Workspace), built on first use
+        self._fused = None                                # fused_cnn.FusedCNN, built on first use
         self.choices: dict[int, dict[str, str]] = {}       # chunk size -> conv name -> strategy
         self.dense_choices: dict[int, dict[str, str]] = {}  # chunk size -> fc1/fc2 -> engine
         self._buffers: dict = {}
@@ -150,17 +151,20 @@ class MatmulNet:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, classes) of images x (N, C, H, W) float32."""
-        c = self.config
-        expected = (c["in_channels"], c["image_size"], c["image_size"])
+        expected = self.image_shape
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+        if x.dim() != 4 or x.shape[1:] != expected:
             raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         if x.dtype != torch.float32:
             raise TypeError(f"x must be float32, got {x.dtype}")
         if self.backend == "cpu" and x.device.type != "cpu":
             raise ValueError(f"the cpu backend takes x on the CPU, got {x.device}")
         refuse_grad("MatmulNet", x=x)
+        n = x.shape[0]
+        if self._fused is not None and n <= self.chunk and self.program_choices.get(n) == "fused":
+            # one chunk on the fused program (the batch-1 path): one kernel call, no torch op
+            return torch.from_numpy(self._fused(x.detach().numpy()))
         with torch.inference_mode():
             return self._forward(x)
 
@@ -203,15 +207,14 @@ class MatmulNet:
         self._forward_layered(x, logits)
 
     def _forward_fused(self, x: torch.Tensor, logits: torch.Tensor) -> None:
-        from sysdl_kernels import fused_cnn
         if self._fused is None:
+            from sysdl_kernels import fused_cnn
             c1, c2 = self.convs
             params = fused_cnn.FusedParams.from_arrays(c1.weight.numpy(), c1.bias.numpy(), c2.weight.numpy(),
                                                        c2.bias.numpy(), self.fc1_w.numpy(), self.fc1_b.numpy(),
                                                        self.fc2_w.numpy(), self.fc2_b.numpy())
-            self._fused = params, fused_cnn.Workspace()
-        params, workspace = self._fused
-        fused_cnn.fused_cnn(x.numpy(), params, out=logits.numpy(), workspace=workspace)
+            self._fused = fused_cnn.FusedCNN(params, self.image_shape)
+        self._fused(x.numpy(), out=logits.numpy())
 
     def _forward_layered(self, x: torch.Tensor, logits: torch.Tensor) -> None:
         n = x.shape[0]

@@ -102,6 +102,26 @@ def test_buffers_are_filled_in_place_and_reused():
     assert fc.fused_cnn(x[:0], params).shape == (0, 4)
 
 
+def test_bound_network_checks_once_and_computes_the_same_on_any_batch():
+    """FusedCNN (the batch-1 path) gives the oracle's logits, one image at a time or all at once; its
+    workspace's buffers for the last call's shape are found again without a new allocation, and a
+    second network sharing a workspace gets buffers of its own shapes."""
+    rng = np.random.default_rng(6)
+    params = random_params(rng, 1, 2, (3, 3), 3, (3, 3), 6, 4, 10, 12, np.float32)
+    x = rng.standard_normal((20, 1, 10, 12)).astype(np.float32)
+    net = fc.FusedCNN(params, (1, 10, 12))
+    want = oracle(x, params)
+    assert_close(np.concatenate([net(x[i:i + 1]) for i in range(len(x))]), want, np.float32)
+    np.testing.assert_array_equal(net(x), fc.fused_cnn(x, params))      # the same build: the same sums
+    assert net(x[:1]).shape == (1, 4) and net(x[:0]).shape == (0, 4)
+    first = [a.ctypes.data for a in net.workspace.get(params, (1, 10, 12), 1)]
+    assert first == [a.ctypes.data for a in net.workspace.get(params, (1, 10, 12), 1)]
+    other = random_params(rng, 1, 3, (3, 3), 2, (3, 3), 5, 4, 10, 12, np.float32)
+    buffers = net.workspace.get(other, (1, 10, 12), 1)
+    assert [b.shape[1:] for b in buffers] == [(3, 8 * 12), (2, 6 * 12), (4, 2 * 6 * 8), (4, 5)]
+    assert_close(fc.fused_cnn(x, other, workspace=net.workspace), oracle(x, other), np.float32)
+
+
 def test_flops_per_image_counts_the_layers():
     rng = np.random.default_rng(4)
     params = random_params(rng, 1, 4, (3, 3), 2, (3, 3), 25, 10, 28, 28, np.float32)
@@ -127,6 +147,9 @@ def _params(**change):
     (lambda: fc.fused_cnn(np.ones((2, 1, 8, 8), np.float32), _params(fc2_bias=np.ones(3))), TypeError, "all be float32 or all float64"),
     (lambda: fc.fused_cnn(np.ones((2, 1, 8, 8), np.float32), _params(), out=np.ones((2, 4), np.float32)),
      ValueError, "out must be"),
+    (lambda: fc.FusedCNN(_params(), (1, 8, 8))(np.ones((2, 1, 9, 8), np.float32)), ValueError, r"\(N, 1, 8, 8\)"),
+    (lambda: fc.FusedCNN(_params(), (1, 8, 8))(np.ones((2, 1, 8, 8))), TypeError, "x is float64"),
+    (lambda: fc.FusedCNN(_params(), (1, 9, 8)), ValueError, "fc1 expects 32 features"),
 ])
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):

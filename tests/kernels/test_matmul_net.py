@@ -78,6 +78,11 @@ def test_the_fused_path_matches_the_module(config, batch):
         expected = model(x)
     torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-4)
     assert set(net.program_choices.values()) == {"fused"} and "fused" in net.describe()
+    again = net(x)                        # within one chunk: the direct path, one kernel call
+    torch.testing.assert_close(again, expected, rtol=1e-4, atol=1e-4)
+    assert again.shape == (batch, 10) and again.dtype == torch.float32
+    with pytest.raises(ValueError, match="requires grad"):
+        net(x.clone().requires_grad_())
 
 
 def test_the_fused_path_runs_no_torch_op_on_the_layers():
