@@ -158,13 +158,13 @@ class MatmulNet:
             raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         if x.dtype != torch.float32:
             raise TypeError(f"x must be float32, got {x.dtype}")
-        if self.backend == "cpu" and x.device.type != "cpu":
+        if self.backend == "cpu" and not x.is_cpu:
             raise ValueError(f"the cpu backend takes x on the CPU, got {x.device}")
         refuse_grad("MatmulNet", x=x)
         n = x.shape[0]
         if self._fused is not None and n <= self.chunk and self.program_choices.get(n) == "fused":
             # one chunk on the fused program (the batch-1 path): one kernel call, no torch op
-            return torch.from_numpy(self._fused(x.detach().numpy()))
+            return torch.from_numpy(self._fused((x.detach() if x.requires_grad else x).numpy()))
         with torch.inference_mode():
             return self._forward(x)
 
