@@ -32,6 +32,8 @@ from models.shared.artifacts import MAIN
 from sysdl_kernels.runtime import interleaved
 
 BATCH_SIZES = (1, 64, 1000)
+INTERPRETER_IMAGES = 512       # images the Triton interpreter checks (--quick: QUICK_INTERPRETER_IMAGES)
+QUICK_INTERPRETER_IMAGES = 32
 
 
 def _predictor(fn, batch_size: int, x: torch.Tensor, sync=None):
@@ -93,10 +95,12 @@ def cpu_peak(threads: int) -> float:
 
 
 def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: int = 3,
-        batch_sizes=BATCH_SIZES, peak: float | None = None):
+        batch_sizes=BATCH_SIZES, peak: float | None = None, interpreter_images: int = INTERPRETER_IMAGES):
     """Returns (timing rows, accuracy/agreement rows, the latter saying what each MatmulNet ran);
     ``pruned_path`` None: no pruned model (``implementations``). Each timing row has its GFLOP/s
-    and, on the CPU, its percent of ``peak`` (FLOP/s; default this CPU's FMA peak on torch's threads)."""
+    and, on the CPU, its percent of ``peak`` (FLOP/s; default this CPU's FMA peak on torch's threads).
+    An implementation under the Triton interpreter is checked on the first ``interpreter_images``
+    images only (the interpreter runs ~0.1 s an image of the base network)."""
     impls = implementations(original_path, pruned_path)
     flops = flops_per_image(original_path, pruned_path)
     peak = peak or cpu_peak(torch.get_num_threads())
@@ -106,7 +110,7 @@ def run(original_path, pruned_path, x: torch.Tensor, y: torch.Tensor, repeats: i
         if "(b) pruned nn.Module" in impls:
             references["pruned"] = _logits(impls["(b) pruned nn.Module"][0], x).argmax(1)
         for name, (fn, device, note) in impls.items():
-            sample = x[:512] if "interpreter" in note else x
+            sample = x[:interpreter_images] if "interpreter" in note else x
             predictions = _logits(fn, sample).argmax(1)
             weights = "original" if "original" in name else "pruned"
             reference = references[weights][:len(sample)]
@@ -173,7 +177,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the test set (median)")
     command.add_threads_flag(parser)
     parser.add_argument("--out-dir", default=str(MAIN.root), help="where infer_bench.csv and the chart go")
-    command.add_quick_flag(parser, "2,000 images, batch 64 and 1000, one repeat")
+    command.add_quick_flag(parser, f"2,000 images, batch 64 and 1000, one repeat; the Triton interpreter checks "
+                                   f"{QUICK_INTERPRETER_IMAGES} images")
 
 
 def main(args) -> int:
@@ -196,10 +201,10 @@ def main(args) -> int:
         pruned = None
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     x, y = data.test.x, data.test.y
-    repeats, batches = args.repeats, BATCH_SIZES
+    repeats, batches, checked = args.repeats, BATCH_SIZES, INTERPRETER_IMAGES
     if args.quick:
-        x, y, repeats, batches = x[:2000], y[:2000], 1, (64, 1000)
-    rows, checks = run(original, pruned, x, y, repeats=repeats, batch_sizes=batches)
+        x, y, repeats, batches, checked = x[:2000], y[:2000], 1, (64, 1000), QUICK_INTERPRETER_IMAGES
+    rows, checks = run(original, pruned, x, y, repeats=repeats, batch_sizes=batches, interpreter_images=checked)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(x)} test images; time for all of them (speedup over (a) on the same device, GFLOP/s, percent of "

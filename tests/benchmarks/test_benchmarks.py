@@ -34,7 +34,8 @@ def test_benchmark_case(benchmark, family, case, implementation, device):
         fn = family.factory(case, implementation, device)
     except NotImplementedError as why:
         pytest.skip(str(why))
-    fn()                                                  # warm-up: JIT compile, first oneDNN call
+    if not benchmark.disabled:                            # disabled (the smoke run): one call below is enough
+        fn()                                              # warm-up: JIT compile, first oneDNN call
     flops, moved = family.work_of(case, implementation)
     benchmark.group = f"{family.name}: {case}"
     benchmark.extra_info.update(family=family.name, baseline=family.baseline, case=case, implementation=implementation,
