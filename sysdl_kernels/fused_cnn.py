@@ -318,6 +318,7 @@ class FusedCNN:
         net = FusedCNN(params, (1, 28, 28))
         logits = net(x)                 # x (N, 1, 28, 28) in the parameters' dtype
     """
+    serial_below = SERIAL_BELOW         # images: ``small_batch`` takes fewer
 
     def __init__(self, params: FusedParams, image_shape: tuple[int, int, int]):
         check_params(params, tuple(image_shape))
@@ -325,13 +326,30 @@ class FusedCNN:
         self._arrays = params.arrays()
         self._dtype = params.conv1_weight.dtype
         self.workspace = Workspace()
+        self._serial_call = None            # (serial kernel, its arguments after the images), on first use
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         _check_images(x)
         if x.shape[1:] != self.image_shape:
             raise ValueError(f"x must have shape (N, {', '.join(map(str, self.image_shape))}), got {x.shape}")
         _check_dtype(x, self._dtype)
+        if out is None and 0 < x.shape[0] < SERIAL_BELOW:
+            return self.small_batch(x)
         return _launch(x, self.params, self._arrays, out, self.workspace)
+
+    def small_batch(self, x: np.ndarray) -> np.ndarray:
+        """Logits of 1 to ``SERIAL_BELOW`` - 1 images x whose type, shape and dtype the caller has
+        checked (``__call__`` or MatmulNet.forward): the batch-1 path. The serial kernel and its
+        arguments are bound once, so a call is the output's allocation and the kernel's dispatch."""
+        if self._serial_call is None:
+            _, h, w = self.image_shape
+            buffers = self.workspace.get(self.params, self.image_shape, 1)
+            self._serial_call = (_kernel(False), (h, w, *self._arrays, self._dtype.type(0), *buffers))
+        kernel, arguments = self._serial_call
+        n = x.shape[0]
+        out = np.empty((n, self.params.fc2_weight.shape[0]), self._dtype)
+        kernel(np.ascontiguousarray(x).reshape(n, x.shape[1], -1), *arguments, out)
+        return out
 
 
 if __name__ == "__main__":

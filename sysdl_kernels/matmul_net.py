@@ -154,17 +154,22 @@ class MatmulNet:
         expected = self.image_shape
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1:] != expected:
-            raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        shape = x.shape
+        if len(shape) != 4 or shape[1:] != expected:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(shape)}")
         if x.dtype != torch.float32:
             raise TypeError(f"x must be float32, got {x.dtype}")
         if self.backend == "cpu" and not x.is_cpu:
             raise ValueError(f"the cpu backend takes x on the CPU, got {x.device}")
-        refuse_grad("MatmulNet", x=x)
-        n = x.shape[0]
+        if x.requires_grad:
+            refuse_grad("MatmulNet", x=x)
+            x = x.detach()
+        n = shape[0]
+        if self._fused is not None and 0 < n < self._fused.serial_below and self.program_choices.get(n) == "fused":
+            # the batch-1 path: one serial kernel call on x as checked above, no torch op
+            return torch.from_numpy(self._fused.small_batch(x.numpy()))
         if self._fused is not None and n <= self.chunk and self.program_choices.get(n) == "fused":
-            # one chunk on the fused program (the batch-1 path): one kernel call, no torch op
-            return torch.from_numpy(self._fused((x.detach() if x.requires_grad else x).numpy()))
+            return torch.from_numpy(self._fused(x.numpy()))     # one chunk on the fused program
         with torch.inference_mode():
             return self._forward(x)
 

@@ -120,6 +120,12 @@ def test_bound_network_checks_once_and_computes_the_same_on_any_batch():
     buffers = net.workspace.get(other, (1, 10, 12), 1)
     assert [b.shape[1:] for b in buffers] == [(3, 8 * 12), (2, 6 * 12), (4, 2 * 6 * 8), (4, 5)]
     assert_close(fc.fused_cnn(x, other, workspace=net.workspace), oracle(x, other), np.float32)
+    for n in (3, 7, fc.SERIAL_BELOW - 1):       # small batches, after another network used the workspace
+        assert_close(net(x[:n]), want[:n], np.float32)
+    strided = np.ascontiguousarray(x.swapaxes(2, 3)).swapaxes(2, 3)[:5]
+    assert not strided.flags.c_contiguous
+    assert_close(net(strided), want[:5], np.float32)
+    assert_close(net.small_batch(x[:2]), want[:2], np.float32)
 
 
 def test_flops_per_image_counts_the_layers():
