@@ -116,7 +116,7 @@ def stages(quick: bool = False, heuristic: str = "l1", schedule: str = "global",
               lambda: (f"{paths.selected} is newer than the pruning session"
                        if _newer(paths.selected, session / "state.json") else None)),
         Stage("infer-bench", [*sysdl, "infer-bench", "--original", str(paths.base), "--pruned", str(paths.selected),
-                              "--out-dir", str(paths.root), *quick_flag],
+                              "--out-dir", str(paths.root), "--overwrite", *quick_flag],
               [paths.infer_csv, paths.root / "infer_bench.png"],
               lambda: (f"{paths.infer_csv} is newer than both models"
                        if _newer(paths.infer_csv, paths.base, paths.selected) else None)),

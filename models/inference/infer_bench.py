@@ -3,6 +3,10 @@ lowered to matrix multiplications (MatmulNet on CPU and on Triton), at batch 1, 
 
     sysdl infer-bench                               # runs/base.pt vs runs/pruned_selected.pt
     sysdl infer-bench --quick                       # 2,000 images, one repeat (smoke test)
+    sysdl infer-bench --overwrite                   # replace an earlier run's runs/infer_bench.csv
+
+An earlier run's table in --out-dir is never replaced without --overwrite (the refusal comes
+before any timing).
 
 A model path given on the command line must exist. Where the default pruned model is absent (no
 `sysdl report prune` yet), the lowered implementations run the original's weights and say so in
@@ -177,6 +181,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the test set (median)")
     command.add_threads_flag(parser)
     parser.add_argument("--out-dir", default=str(MAIN.root), help="where infer_bench.csv and the chart go")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run's infer_bench.csv and chart in --out-dir")
     command.add_quick_flag(parser, f"2,000 images, batch 64 and 1000, one repeat; the Triton interpreter checks "
                                    f"{QUICK_INTERPRETER_IMAGES} images")
 
@@ -199,13 +205,16 @@ def main(args) -> int:
         print(f"note: no pruned model at {pruned} (run `sysdl prune` and `sysdl report prune`); there is no "
               f"(b), and the MatmulNets lower the original network, labelled \"(original weights)\"")
         pruned = None
+    out = Path(args.out_dir)
+    if (out / "infer_bench.csv").exists() and not args.overwrite:
+        raise ValueError(f"{out / 'infer_bench.csv'} holds an earlier run: pass --overwrite to replace it, "
+                         f"or --out-dir DIR to keep both")
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     x, y = data.test.x, data.test.y
     repeats, batches, checked = args.repeats, BATCH_SIZES, INTERPRETER_IMAGES
     if args.quick:
         x, y, repeats, batches, checked = x[:2000], y[:2000], 1, (64, 1000), QUICK_INTERPRETER_IMAGES
     rows, checks = run(original, pruned, x, y, repeats=repeats, batch_sizes=batches, interpreter_images=checked)
-    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(x)} test images; time for all of them (speedup over (a) on the same device, GFLOP/s, percent of "
           f"this CPU's fp32 FMA peak on {torch.get_num_threads()} threads: {cpu_peak(torch.get_num_threads()) / 1e9:.1f} "

@@ -18,6 +18,7 @@ def test_an_empty_directory_runs_every_stage(tmp_path):
     assert [s.name for s in plan] == ["train", "prune", "select", "infer-bench", "benchmarks", "bench-table"]
     assert names_to_run(plan) == [s.name for s in plan]
     assert all("--quick" in s.command for s in plan if s.name in ("train", "prune", "infer-bench"))
+    assert "--overwrite" in next(s for s in plan if s.name == "infer-bench").command   # run only when stale
     assert all(str(tmp_path) in " ".join(s.command) for s in plan)
 
 

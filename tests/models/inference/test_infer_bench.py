@@ -38,6 +38,12 @@ def test_an_absent_default_pruned_model_is_labelled_as_the_original(tmp_path, mo
     assert {"(a) original nn.Module", "(c) MatmulNet (original weights)"} <= names
     assert not any("pruned" in name for name in names), names
     assert "pruned nn.Module" not in out.split("csv:")[0]
+    written = (tmp_path / "infer_bench.csv").read_bytes()
+    assert main(["infer-bench", "--quick", "--dataset", "synthetic", "--original", str(base),
+                 "--out-dir", str(tmp_path)]) == 2          # a second run does not replace the first
+    err = capsys.readouterr().err.strip()
+    assert "holds an earlier run" in err and "--overwrite" in err and "\n" not in err, err
+    assert (tmp_path / "infer_bench.csv").read_bytes() == written
 
 
 def test_rates_and_peak_fractions_follow_from_the_times(tmp_path):
