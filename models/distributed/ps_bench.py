@@ -144,17 +144,21 @@ def point_row(point, round_: int, job, threads: int, parameters: int) -> dict:
             "threads": threads}
 
 
-def _bench_rank(rank: int, world: int, job, points, csv_path: str, settings_hash: str, progress: bool) -> int:
+def _bench_rank(rank: int, world: int, job, points, csv_path: str, settings_hash: str, progress: bool,
+                refusal: str | None = None) -> int:
     """On every rank: the grid's points in turn; rank 0 appends each finished point's row. The
-    points are rank 0's (under torchrun only its host holds the CSV that says what is done)."""
+    points are rank 0's (under torchrun only its host holds the CSV that says what is done), and
+    so is ``refusal``, rank 0's user error about that CSV: every rank raises it, none waits."""
     import torch
     import torch.distributed as dist
     from torch.nn.utils import parameters_to_vector
     from tqdm import tqdm
     from models.distributed.parameter_server import build_model, each_point
-    shared = [points]
+    shared = [points, refusal]
     dist.broadcast_object_list(shared, src=0)
-    points = shared[0]
+    points, refusal = shared
+    if refusal is not None:
+        raise UserError(refusal if rank == 0 else f"rank 0 refused: {refusal}")
     threads = torch.get_num_threads()
     parameters = parameters_to_vector(build_model(job).parameters()).numel() if rank == 0 else 0
     bar = tqdm(total=len(points), desc="ps-bench", unit="point", disable=rank != 0 or not progress)
@@ -264,19 +268,25 @@ def main(args) -> int:
     out_dir = Path(args.out_dir)
     csv_path = out_dir / CSV_NAME
     is_writer = not launched_by_torchrun() or os.environ["RANK"] == "0"
+    refusal = None                                    # rank 0's user error, told to every torchrun rank
     try:
-        todo = points_to_measure(csv_path, points, settings_hash, args.overwrite) if is_writer else points
-    except FinishedGridError:
-        if (out_dir / "ps_bench.md").exists():
+        try:
+            todo = points_to_measure(csv_path, points, settings_hash, args.overwrite) if is_writer else points
+        except FinishedGridError:
+            if (out_dir / "ps_bench.md").exists():
+                raise
+            todo = []                                 # killed after the last point: the report is what is left
+    except UserError as error:
+        if not world:
             raise
-        todo = []                                     # killed after the last point: the report is what is left
-    if is_writer:
+        refusal, todo = str(error), []                # the other ranks would wait for rank 0 until the timeout
+    if is_writer and refusal is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         print(f"ps-bench: {len(points)} (point, round)s, {len(points) - len(todo)} already in {csv_path}, "
               f"{len(todo)} to measure; {threads} thread(s) per process")
     if todo or world:                                 # under torchrun every rank joins, rank 0 says what to do
         size = world or max(p + w for _, p, w, _ in todo)
-        launch(_bench_rank, size, (job, todo, str(csv_path), settings_hash, not args.no_progress),
+        launch(_bench_rank, size, (job, todo, str(csv_path), settings_hash, not args.no_progress, refusal),
                backend="gloo", threads=threads, timeout=max(60.0, args.timeout))
     if not is_writer:
         return 0

@@ -153,3 +153,23 @@ def test_a_batch_smaller_than_the_workers_is_refused_before_any_process_starts(t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--global-batch >= 3" in err[0]
     assert not (tmp_path / CSV_NAME).exists()
+
+
+def test_under_torchrun_a_refusal_of_rank_0_ends_every_rank_at_once(tmp_path):
+    """Rank 0 alone reads the CSV; when it refuses it (other settings), it tells the other ranks,
+    which end with its message instead of waiting for it until the init timeout."""
+    out = tmp_path / "ps"
+    out.mkdir()
+    pd.DataFrame([{"mode": "sync", "ps": 1, "workers": 1, "round": 0, "settings_hash": "other"}]).to_csv(
+        out / CSV_NAME, index=False)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--standalone", "-m", "models.cli", "ps-bench", "--quick", "--servers", "1",
+                           "--workers", "1", "--no-track", "--no-progress", "--timeout", "300",
+                           "--out-dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    seconds = time.monotonic() - start
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log
+    assert "holds points measured with other settings" in log and "rank 0 refused" in log, log
+    assert seconds < 120, f"{seconds:.0f} s: a rank waited for the timeout\n{log}"
