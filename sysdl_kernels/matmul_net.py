@@ -41,12 +41,13 @@ on (there is no backward; the logits would silently drop the gradient).
 
 from __future__ import annotations
 
-import time
+import statistics
 from dataclasses import dataclass
 
 import torch
 
 from sysdl_kernels._array import refuse_grad
+from sysdl_kernels.runtime import interleaved
 
 CONV_STRATEGIES = ("nhwc", "nchw", "taps", "numba")
 PROGRAMS = ("fused", "layered")
@@ -76,18 +77,22 @@ def _pool(x: torch.Tensor, kind: str | None, k: int, channels_last: bool) -> tor
     return windows.amax((-2, -1)) if kind == "max" else windows.mean((-2, -1))
 
 
-def _fastest(options, run) -> str:
-    """The option whose ``run(option)`` takes least time: median of 3 calls after a warm-up."""
-    timings = {}
-    for option in options:
-        run(option)                                                    # warm-up, JIT, buffers
-        samples = []
-        for _ in range(3):
-            start = time.perf_counter()
-            run(option)
-            samples.append(time.perf_counter() - start)
-        timings[option] = sorted(samples)[1]
-    return min(timings, key=timings.get)
+def _fastest(options, run, min_seconds: float = 1e-3) -> str:
+    """The option whose ``run(option)`` takes least time per call: after a warm-up (JIT compile,
+    buffers), the median of 3 rounds interleaved across the options (``runtime.interleaved``), a
+    call shorter than ``min_seconds`` repeated until a round lasts that long: at batch 1 a single
+    call takes microseconds, and one preemption in it once made the slower program win."""
+    def repeated(option, calls):
+        def go():
+            for _ in range(calls):
+                run(option)
+        return go
+
+    once = interleaved({option: repeated(option, 1) for option in options}, repeats=1, warmup=1)
+    calls = {option: max(1, min(1000, round(min_seconds / max(t[0], 1e-7)))) for option, t in once.items()}
+    rounds = interleaved({option: repeated(option, calls[option]) for option in options}, repeats=3, warmup=0)
+    per_call = {option: statistics.median(t) / calls[option] for option, t in rounds.items()}
+    return min(per_call, key=per_call.get)
 
 
 class MatmulNet:
@@ -235,8 +240,8 @@ class MatmulNet:
 
     def _tune(self, x: torch.Tensor) -> None:
         """On this chunk size (unless fixed): per conv the fastest lowering and per dense layer the
-        fastest engine of the layered program, then the faster of it and the fused program; each
-        the median of 3 timed calls after a warm-up (and JIT compile)."""
+        fastest engine of the layered program, then the faster of it and the fused program;
+        each timed by ``_fastest`` (after a warm-up and JIT compile)."""
         n = x.shape[0]
         if self.program == "fused":
             self.program_choices[n] = "fused"
