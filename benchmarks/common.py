@@ -146,15 +146,18 @@ class RatioFigures:
         threads()
 
 
-def speed_ratio(family: Family, slow: str, fast: str, case: str, repeats: int = 5) -> float:
-    """slow's time / fast's time for one case of ``family`` on the CPU: medians of calls
-    interleaved in this process, after a warm-up (so both see the same machine state)."""
+def speed_ratio(family: Family, slow: str, fast: str, case: str, repeats: int = 5,
+                min_sample: float = 0.02) -> float:
+    """slow's time / fast's time for one case of ``family`` on the CPU: medians of per-call times
+    interleaved in this process after a warm-up (so both see the same machine state), a call
+    shorter than ``min_sample`` repeated within each sample: one call of a fast kernel right after
+    seconds of the slow one (the reference conv) caught it cold and made the ratio 5x too small."""
     import statistics
 
-    from sysdl_kernels.runtime import interleaved
-    times = interleaved({name: family.factory(case, name, "cpu") for name in (slow, fast)},
-                        repeats=repeats, warmup=1)
-    return statistics.median(times[slow]) / statistics.median(times[fast])
+    from sysdl_kernels.runtime import interleaved_per_call
+    per_call, _ = interleaved_per_call({name: family.factory(case, name, "cpu") for name in (slow, fast)},
+                                       repeats=repeats, min_sample=min_sample, warmup=1)
+    return statistics.median(per_call[slow]) / statistics.median(per_call[fast])
 
 
 def require_device(device: str) -> None:

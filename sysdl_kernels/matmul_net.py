@@ -41,13 +41,14 @@ on (there is no backward; the logits would silently drop the gradient).
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass
 
 import torch
 
 from sysdl_kernels._array import refuse_grad
-from sysdl_kernels.runtime import interleaved
+from sysdl_kernels.runtime import interleaved_per_call
 
 CONV_STRATEGIES = ("nhwc", "nchw", "taps", "numba")
 PROGRAMS = ("fused", "layered")
@@ -77,22 +78,15 @@ def _pool(x: torch.Tensor, kind: str | None, k: int, channels_last: bool) -> tor
     return windows.amax((-2, -1)) if kind == "max" else windows.mean((-2, -1))
 
 
-def _fastest(options, run, min_seconds: float = 1e-3) -> str:
-    """The option whose ``run(option)`` takes least time per call: after a warm-up (JIT compile,
-    buffers), the median of 3 rounds interleaved across the options (``runtime.interleaved``), a
-    call shorter than ``min_seconds`` repeated until a round lasts that long: at batch 1 a single
-    call takes microseconds, and one preemption in it once made the slower program win."""
-    def repeated(option, calls):
-        def go():
-            for _ in range(calls):
-                run(option)
-        return go
-
-    once = interleaved({option: repeated(option, 1) for option in options}, repeats=1, warmup=1)
-    calls = {option: max(1, min(1000, round(min_seconds / max(t[0], 1e-7)))) for option, t in once.items()}
-    rounds = interleaved({option: repeated(option, calls[option]) for option in options}, repeats=3, warmup=0)
-    per_call = {option: statistics.median(t) / calls[option] for option, t in rounds.items()}
-    return min(per_call, key=per_call.get)
+def _fastest(options, run, min_sample: float = 1e-3) -> str:
+    """The option whose ``run(option)`` takes least time per call: the median of 3 rounds
+    interleaved across the options, a call shorter than ``min_sample`` repeated until a sample
+    lasts that long (``runtime.interleaved_per_call``, which warms each up first: JIT, buffers).
+    At batch 1 a call takes microseconds, and one preempted call once made the slower program win."""
+    per_call, _ = interleaved_per_call({option: functools.partial(run, option) for option in options},
+                                       repeats=3, min_sample=min_sample)
+    medians = {option: statistics.median(times) for option, times in per_call.items()}
+    return min(medians, key=medians.get)
 
 
 class MatmulNet:

@@ -3,6 +3,7 @@
     from sysdl_kernels.runtime import configure_cpu_runtime, interleaved
     configure_cpu_runtime(2)                         # torch (and Numba) threads, glibc keeps large blocks
     times = interleaved({"a": f, "b": g}, repeats=10)   # A B, A B, ...: fair ratios on a noisy machine
+    per_call, calls = interleaved_per_call({"a": f, "b": g}, repeats=5, min_sample=1e-3)   # microsecond calls too
 
 ``configure_cpu_runtime`` fixes the thread count and tells glibc's allocator to keep large
 blocks on its heap. By default glibc serves blocks over 128 KiB-32 MiB (a dynamic threshold)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
 import platform
 import statistics
@@ -128,3 +130,43 @@ def interleaved(fns: dict, repeats: int = 10, warmup: int = 2, sync=None) -> dic
             sync()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def calls_per_sample(one_call: float, min_sample: float) -> int:
+    """How many calls make a sample of at least ``min_sample`` seconds."""
+    return max(1, math.ceil(min_sample / max(one_call, 1e-9)))
+
+
+def shortest_call(fn, calls: int = 3, enough: float = math.inf, sync=None) -> float:
+    """The shortest of up to ``calls`` calls, fewer once one takes ``enough`` seconds: one call
+    preempted by another process would mislead a count based on it."""
+    sync = sync or (lambda: None)
+    best = math.inf
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+        if best >= enough:
+            break
+    return best
+
+
+def interleaved_per_call(fns: dict, repeats: int, min_sample: float, warmup: int = 0,
+                         sync=None) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Seconds per call of each function over ``repeats`` interleaved rounds (``interleaved``),
+    each sample a loop of as many calls as fill ``min_sample`` seconds: a microsecond call timed
+    once is noise (one preemption outweighs it). The count comes from ``shortest_call``, whose
+    calls are the warm-up too (JIT, caches; ``warmup`` adds more). Returns (per-call seconds of
+    every round, calls per sample)."""
+    calls = {name: calls_per_sample(shortest_call(fn, enough=min_sample, sync=sync), min_sample)
+             for name, fn in fns.items()}
+
+    def looped(fn, count):
+        def run():
+            for _ in range(count):
+                fn()
+        return run
+
+    samples = interleaved({name: looped(fn, calls[name]) for name, fn in fns.items()}, repeats, warmup, sync)
+    return {name: [t / calls[name] for t in samples[name]] for name in fns}, calls

@@ -202,36 +202,12 @@ def check(case: Case) -> None:
                                "a wrong kernel is a bug, not a timing")
 
 
-def calls_per_sample(one_call: float, min_sample: float = MIN_SAMPLE_SECONDS) -> int:
-    """How many calls make a sample of at least ``min_sample`` seconds."""
-    return max(1, int(np.ceil(min_sample / max(one_call, 1e-9))))
-
-
-def _looped(fn, calls: int):
-    def run():
-        for _ in range(calls):
-            fn()
-    return run
-
-
-def _shortest_call(fn, calls: int = 3) -> float:
-    """The shortest of a few calls: one call preempted by another process would mislead the count."""
-    best = float("inf")
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def time_case(case: Case, repeats: int) -> dict[str, tuple[float, float, int]]:
     """implementation -> (median and best seconds per call, calls per sample), interleaved after a warm-up."""
-    from sysdl_kernels.runtime import interleaved
+    from sysdl_kernels.runtime import interleaved_per_call
     check(case)
-    calls = {name: calls_per_sample(_shortest_call(fn)) for name, fn in case.runs.items()}
-    samples = interleaved({name: _looped(fn, calls[name]) for name, fn in case.runs.items()}, repeats, warmup=1)
-    return {name: (statistics.median(samples[name]) / calls[name], min(samples[name]) / calls[name], calls[name])
-            for name in case.runs}
+    per_call, calls = interleaved_per_call(case.runs, repeats, MIN_SAMPLE_SECONDS, warmup=1)
+    return {name: (statistics.median(per_call[name]), min(per_call[name]), calls[name]) for name in case.runs}
 
 
 def measure(families, quick: bool, repeats: int, passes: int = 1, progress: bool = True):

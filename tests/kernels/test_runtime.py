@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,29 @@ def test_this_process_compiles_numba_at_full_vector_width():
         pytest.skip("no AVX-512 here: nothing to widen")
     assert os.environ.get("NUMBA_CPU_FEATURES")
     assert numba.config.CPU_FEATURES == os.environ["NUMBA_CPU_FEATURES"]
+
+
+def test_per_call_timing_loops_short_calls_and_counts_from_the_shortest():
+    """A call far shorter than the sample is repeated (the count from the shortest of the first
+    calls, which warm it up), a long one is called once per sample and calibrated in one call;
+    the times returned are per call and interleave the functions round by round."""
+    from sysdl_kernels import runtime
+    order = []
+    slept = {"short": 1e-4, "long": 3e-3}
+
+    def sleeper(name):
+        def fn():
+            order.append(name)
+            time.sleep(slept[name])
+        return fn
+
+    per_call, calls = runtime.interleaved_per_call({name: sleeper(name) for name in slept}, repeats=3,
+                                                   min_sample=2e-3)
+    assert calls["long"] == 1 and 2 <= calls["short"] <= 20, calls
+    assert order[:4] == ["short"] * 3 + ["long"]        # 3 calibration calls; the long one stops at 1
+    rounds = order[4:]
+    assert len(rounds) == 3 * (calls["short"] + 1)
+    assert rounds[calls["short"]] == "long" and rounds[-1] == "long"   # A..A B, A..A B, A..A B
+    assert all(len(t) == 3 for t in per_call.values())
+    assert all(slept[name] <= min(t) < slept[name] * 10 for name, t in per_call.items()), per_call
+    assert runtime.calls_per_sample(1e-4, 2e-3) == 20 and runtime.calls_per_sample(1.0, 2e-3) == 1

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from models.analysis import growth
+from sysdl_kernels import runtime
 from models.shared.command import new_parser, run_module
 from models.shared.errors import UserError
 
@@ -123,7 +124,7 @@ def test_cache_crossings_map_to_flops_within_the_sweep_only():
 
 
 def test_calls_per_sample_and_the_check_before_timing():
-    assert growth.calls_per_sample(1.0) == 1 and growth.calls_per_sample(1e-4, 2e-3) == 20
+    assert runtime.calls_per_sample(1.0, 2e-3) == 1 and runtime.calls_per_sample(1e-4, 2e-3) == 20
     case = growth.Case("toy", 1.0, 4, {"a": lambda: np.ones(3), "b": lambda: np.ones(3) * 2})
     with pytest.raises(RuntimeError, match="b disagrees with a"):
         growth.check(case)
