@@ -56,6 +56,7 @@ QUICK_DATA = {"n_train": 2000, "n_test": 1000, "val_size": 500}      # --quick: 
 QUICK_EPOCHS = 1
 WINDOW = (1 / 80, 1 / 20)         # front models taken by default, in FLOPs of the base's
 RETRAIN_EPOCHS = 15                # the final retraining's default: the base recipe's 15 epochs again
+COLLAPSED_BELOW = 0.12             # test accuracy: chance (ten classes) + 2 points, the network died
 
 
 @dataclass(frozen=True)
@@ -300,8 +301,11 @@ def run_jobs(jobs: list[ControlJob], data, experiment: str, out_dir: Path, base:
         bar.set_description(job.label)
         results.append(run_job(job, data, experiment, out_dir / "models", store.get(job.hash, []), soft_targets))
         bar.update(1)
-        bar.write(f"{job.label}: test accuracy {results[-1]['final_test_acc']:.4f}"
-                  + (f", validation {results[-1]['final_val_acc']:.4f}" if "final_val_acc" in results[-1] else ""))
+        accuracy = results[-1]["final_test_acc"]
+        bar.write(f"{job.label}: test accuracy {accuracy:.4f}"
+                  + (f", validation {results[-1]['final_val_acc']:.4f}" if "final_val_acc" in results[-1] else "")
+                  + (" (collapsed to chance: the network died; kept, and counted as such by `sysdl report prune`)"
+                     if accuracy < COLLAPSED_BELOW else ""))
         write_runs(experiment, out_dir)           # after every run: the report can read a study in progress
     bar.close()
     table = write_runs(experiment, out_dir)

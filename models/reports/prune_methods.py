@@ -11,7 +11,9 @@ validation split. ``method_table`` then gives, for each method, the fewest FLOPs
 accuracy exceeds each threshold (87%, 90%), and beside it the same choice made on validation
 accuracy (a decision that does not peek at the test set) with that model's test accuracy;
 ``control_table`` compares, architecture by architecture, the pruned model with every control
-recipe trained on the same architecture.
+recipe trained on the same architecture. A run that ended at chance accuracy (its network died:
+e.g. the one conv2 filter's ReLU stopped firing at the schedule's peak learning rate) stays in the
+mean, as it happened, and every accuracy text says how many seeds collapsed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 SIZES = ["conv1_channels", "conv2_channels", "hidden_units"]
 FRONT_COLUMNS = ["method", "kind", "architecture", *SIZES, "flops", "flops_fraction", "n", "test_mean", "test_std",
-                 "test_min", "test_max", "val_mean", "source"]
+                 "test_min", "test_max", "collapsed", "val_mean", "source"]
 
 
 def architecture(row) -> str:
@@ -39,20 +41,23 @@ def method_fronts(steps, runs, base_flops: float):
     """One row per (method, architecture): the sessions' models (n = 1; ``kind`` "pruning") and
     the control's recipes aggregated over seeds (``kind`` "control"), fewest FLOPs first."""
     import pandas as pd
+
+    from models.pruning.scratch_control import COLLAPSED_BELOW
     rows = []
     for _, step in steps.iterrows():
         val = step.get("val_after_retrain", math.nan)
         rows.append({"method": step["session"], "kind": "pruning", **{k: int(step[k]) for k in SIZES},
                      "flops": int(step["flops"]), "n": 1, "test_mean": step["test_after_retrain"], "test_std": 0.0,
                      "test_min": step["test_after_retrain"], "test_max": step["test_after_retrain"],
-                     "val_mean": math.nan if pd.isna(val) else val, "source": f"step {step['step']}"})
+                     "collapsed": int(step["test_after_retrain"] < COLLAPSED_BELOW), "val_mean": math.nan if pd.isna(val) else val, "source": f"step {step['step']}"})
     if runs is not None and len(runs):
         for (recipe, *_), group in runs.groupby(["recipe", *SIZES], sort=False):
             acc = group["final_test_acc"]
             rows.append({"method": recipe, "kind": "control", **{k: int(group[k].iloc[0]) for k in SIZES},
                          "flops": int(group["flops"].iloc[0]), "n": len(group), "test_mean": acc.mean(),
                          "test_std": acc.std(ddof=1) if len(group) > 1 else 0.0, "test_min": acc.min(),
-                         "test_max": acc.max(), "val_mean": group["final_val_acc"].mean(),
+                         "test_max": acc.max(), "collapsed": int((acc < COLLAPSED_BELOW).sum()),
+                         "val_mean": group["final_val_acc"].mean(),
                          "source": "; ".join(sorted(set(group["source"].astype(str))))})
     fronts = pd.DataFrame(rows)
     fronts["architecture"] = fronts.apply(architecture, axis=1)
@@ -71,11 +76,14 @@ def fewest_flops(rows, threshold: float, on: str = "test_mean"):
 
 
 def accuracy_text(row) -> str:
-    """"87.47%" for one model, "87.47% ± 0.21 (87.25-87.70, n=3)" over seeds (percent, sample std)."""
+    """"87.47%" for one model, "87.47% ± 0.21 (87.25-87.70, n=3)" over seeds (percent, sample std),
+    with "; 1 of 3 collapsed to chance" where runs ended at chance accuracy."""
+    collapsed = int(row.get("collapsed", 0))
     if row["n"] == 1:
-        return f"{100 * row['test_mean']:.2f}%"
+        return f"{100 * row['test_mean']:.2f}%" + ("; collapsed to chance" if collapsed else "")
     return (f"{100 * row['test_mean']:.2f}% ± {100 * row['test_std']:.2f} "
-            f"({100 * row['test_min']:.2f}-{100 * row['test_max']:.2f}, n={int(row['n'])})")
+            f"({100 * row['test_min']:.2f}-{100 * row['test_max']:.2f}, n={int(row['n'])})"
+            + (f"; {collapsed} of {int(row['n'])} collapsed to chance" if collapsed else ""))
 
 
 def choice_text(row) -> str:

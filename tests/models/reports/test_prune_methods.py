@@ -110,3 +110,17 @@ def test_the_report_draws_and_writes_every_method(tmp_path):
     alone = prune_report(tmp_path / "prune", tmp_path / "alone", threshold=0.0, selected_path=tmp_path / "sel.pt",
                          control_runs=tmp_path / "none.csv")
     assert len(alone["controls"]) == 0 and not (tmp_path / "alone" / "prune_control.md").exists()
+
+
+def test_a_run_that_collapsed_to_chance_is_counted_and_said():
+    """A seed whose network died (test accuracy at chance) stays in the mean, as it happened, and
+    the text says so; the other architectures' texts are unchanged."""
+    collapsed = runs()
+    collapsed.loc[(collapsed["hidden_units"] == 12) & (collapsed["seed"] == 0), "final_test_acc"] = 0.0999
+    fronts = method_fronts(steps(), collapsed, BASE_FLOPS)
+    small = fronts[(fronts["method"] == "scratch, 30 ep") & (fronts["architecture"] == "1-2-12")].iloc[0]
+    assert small["collapsed"] == 1 and small["test_mean"] == pytest.approx((0.0999 + 0.872 + 0.871) / 3)
+    text = control_table(fronts).set_index("architecture").loc["1-2-12", "scratch, 30 ep"]
+    assert text.endswith("n=3); 1 of 3 collapsed to chance"), text
+    assert "collapsed" not in control_table(fronts).set_index("architecture").loc["1-2-24", "scratch, 30 ep"]
+    assert (fronts[fronts["kind"] == "pruning"]["collapsed"] == 0).all()
