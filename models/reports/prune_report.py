@@ -26,10 +26,23 @@ from models.shared.artifacts import MAIN, MainJobArtifacts
 from models.shared.tables import pareto_front, write_table
 
 
+def accuracy_floor(frame, fronts=None, margin: float = 0.02) -> float | None:
+    """The lowest accuracy the plot shows when a control run collapsed to chance (else None: the
+    plot's own limits): the lowest session model or control seed that did not collapse, less
+    ``margin``, so a dead network does not squash the front into a sliver of the chart."""
+    if fronts is None or not (fronts["collapsed"] > 0).any():
+        return None
+    alive = fronts[fronts["collapsed"] == 0]
+    lowest = min(frame["test_after_retrain"].min(), alive["test_min"].min() if len(alive) else 1.0)
+    return max(0.0, lowest - margin)
+
+
 def plot_pareto(frame, front, base_flops: float, path: str | Path, selected=None, fronts=None) -> Path:
     """Every pruned model (kept and rejected, per session), the pruning sessions' joint Pareto front,
     and, from ``fronts`` (prune_methods.method_fronts), each method's own front: a session's
-    models, or a control recipe's mean over seeds with bars from its worst to its best seed."""
+    models, or a control recipe's mean over seeds with bars from its worst to its best seed. Where
+    a control run collapsed to chance, the accuracy axis starts at ``accuracy_floor`` and the
+    collapsed point is marked at its foot with its count and mean."""
     import matplotlib
 
     from models.shared.figures import new_figure, save
@@ -59,6 +72,14 @@ def plot_pareto(frame, front, base_flops: float, path: str | Path, selected=None
         ax.scatter([selected["flops"] / base_flops], [selected["test_after_retrain"]], s=120, facecolors="none",
                    edgecolors="red", lw=2, label="selected")
     ax.axhline(0.87, color="grey", lw=0.6, ls=":")
+    floor = accuracy_floor(frame, fronts)
+    if floor is not None:
+        ax.set_ylim(bottom=floor)
+        for _, row in fronts[fronts["collapsed"] > 0].iterrows():
+            ax.annotate(f"{int(row['collapsed'])} of {int(row['n'])} seeds collapsed to chance\n"
+                        f"({row['method']}, {row['architecture']}: mean {100 * row['test_mean']:.1f}%)",
+                        xy=(row["flops_fraction"], floor), xytext=(0, 14), textcoords="offset points",
+                        ha="center", fontsize=7, arrowprops={"arrowstyle": "->", "lw": 0.8})
     ax.set(xscale="log", xlabel="inference FLOPs / base model's FLOPs (log)", ylabel="test accuracy",
            title="FLOPs vs test accuracy: pruning sessions, scratch control, final retraining, distillation")
     ax.grid(alpha=0.3, which="both")

@@ -14,7 +14,7 @@ from models.data.datasets import synthetic_splits
 from models.nets.fashion_cnn import FashionCNN, FashionCNNConfig
 from models.pruning import prune
 from models.reports.prune_methods import control_table, method_fronts, method_table
-from models.reports.prune_report import prune_report
+from models.reports.prune_report import accuracy_floor, plot_pareto, prune_report
 from models.training.checkpoint import save_checkpoint
 
 BASE_FLOPS = 1000.0
@@ -124,3 +124,17 @@ def test_a_run_that_collapsed_to_chance_is_counted_and_said():
     assert text.endswith("n=3); 1 of 3 collapsed to chance"), text
     assert "collapsed" not in control_table(fronts).set_index("architecture").loc["1-2-24", "scratch, 30 ep"]
     assert (fronts[fronts["kind"] == "pruning"]["collapsed"] == 0).all()
+
+
+def test_a_collapsed_run_does_not_squash_the_plot(tmp_path):
+    """With a seed at chance the accuracy axis starts just below the lowest model that did not
+    collapse; without one the plot keeps its own limits."""
+    collapsed = runs()
+    collapsed.loc[(collapsed["hidden_units"] == 12) & (collapsed["seed"] == 0), "final_test_acc"] = 0.0999
+    session = steps()
+    fronts = method_fronts(session, collapsed, BASE_FLOPS)
+    assert accuracy_floor(session, fronts) == pytest.approx(0.86 - 0.02)     # the session's 86% model
+    assert accuracy_floor(session, method_fronts(session, runs(), BASE_FLOPS)) is None
+    session["accepted"] = True
+    path = plot_pareto(session, session, BASE_FLOPS, tmp_path / "pareto.png", fronts=fronts)
+    assert path.stat().st_size > 0
