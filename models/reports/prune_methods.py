@@ -49,7 +49,8 @@ def method_fronts(steps, runs, base_flops: float):
         rows.append({"method": step["session"], "kind": "pruning", **{k: int(step[k]) for k in SIZES},
                      "flops": int(step["flops"]), "n": 1, "test_mean": step["test_after_retrain"], "test_std": 0.0,
                      "test_min": step["test_after_retrain"], "test_max": step["test_after_retrain"],
-                     "collapsed": int(step["test_after_retrain"] < COLLAPSED_BELOW), "val_mean": math.nan if pd.isna(val) else val, "source": f"step {step['step']}"})
+                     "collapsed": int(step["test_after_retrain"] < COLLAPSED_BELOW),
+                     "val_mean": math.nan if pd.isna(val) else val, "source": f"step {step['step']}"})
     if runs is not None and len(runs):
         for (recipe, *_), group in runs.groupby(["recipe", *SIZES], sort=False):
             acc = group["final_test_acc"]
