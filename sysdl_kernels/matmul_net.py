@@ -164,11 +164,11 @@ class MatmulNet:
             refuse_grad("MatmulNet", x=x)
             x = x.detach()
         n = shape[0]
-        if self._fused is not None and 0 < n < self._fused.serial_below and self.program_choices.get(n) == "fused":
-            # the batch-1 path: one serial kernel call on x as checked above, no torch op
-            return torch.from_numpy(self._fused.small_batch(x.numpy()))
-        if self._fused is not None and n <= self.chunk and self.program_choices.get(n) == "fused":
-            return torch.from_numpy(self._fused(x.numpy()))     # one chunk on the fused program
+        if self._fused is not None and self.program_choices.get(n) == "fused" and n <= self.chunk:
+            # one chunk on the fused program: one kernel call, no torch op; under serial_below images
+            # (the batch-1 path) on x as checked above, without FusedCNN's checks
+            run = self._fused.small_batch if 0 < n < self._fused.serial_below else self._fused
+            return torch.from_numpy(run(x.numpy()))
         with torch.inference_mode():
             return self._forward(x)
 
