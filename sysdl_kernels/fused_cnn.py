@@ -17,8 +17,13 @@ from the pixels to the logits without leaving its caches:
   Numba conv); the first input channel's pass starts from the bias and the last one applies
   the ReLU, so no pass over the map only fills or clamps it. The positions with x >= OW
   ("wrap-around" columns) are computed too and never read by a valid output of the next conv
-  (they cost (W - OW) / W extra work, 7-14% on 28-wide images), and the flatten copies only
-  valid columns, so a NaN or inf there cannot reach a logit.
+  (they cost (W - OW) / W extra work, 7-14% on 28-wide images).
+* **no flatten**: conv2 writes each image of the tile straight into its row of fc1's input, on
+  the wide layout (C2, OH2, W), and its wrap-around columns are then set to 0; fc1's weight is
+  laid out on the same layout once (``kernel_arrays``), with zero columns there. So 0 * 0 is
+  what those columns add, a NaN or inf computed in them cannot reach a logit, and no copy of
+  the valid columns runs: that copy took 13-18% of the kernel's time for 3-2-21, 3-1-16 and
+  4-2-25 networks, against the 17% more multiply-adds fc1 now does.
 * **dense layers**: fc1 and fc2 run on the tile's 4 rows with ``numba_gemm.gemm_row_block``
   (4x4 register tiles, the engine of ``gemm_bias_act``), bias and ReLU fused.
 
@@ -26,8 +31,8 @@ The kernel runs at the CPU's full vector width only when Numba compiles with LLV
 preference off: ``runtime.set_process_environment`` (before Numba loads) sees to it; on an
 Emerald Rapids Xeon that made this kernel 1.54x faster.
 
-The activations per thread (two wide feature maps, the tile's flattened features and hidden
-units) are a few tens of KB: L1 and L2. Images are split among threads in whole tiles; batches
+The activations per thread (conv1's wide maps, the tile's conv2 maps and hidden units) are a
+few tens of KB: L1 and L2. Images are split among threads in whole tiles; batches
 under ``SERIAL_BELOW`` images run on the calling thread (no thread wake-up), which is the batch-1
 path: one call, preallocated buffers, no Python per layer.
 
@@ -156,17 +161,18 @@ def _kernel(parallel: bool):
     edit to numba_layers or numba_gemm recompiles it."""
     stamp = f"{'parallel' if parallel else 'serial'} {_helpers_hash()}"
 
-    def forward(x, height, width, w1, b1, w2, b2, fc1_w, fc1_b, fc2_w, fc2_b, zero, wide1, wide2, features,
-                hidden, out):
-        # x (N, C0, H*W) images of height x width; wide1 (threads, C1, H1*W); wide2 (threads, C2, H2*W);
-        # features (threads, TILE, C2*H2*W2); hidden (threads, TILE, HIDDEN); out (N, L)
+    def forward(x, height, width, w1, b1, w2, b2, fc1_w, fc1_b, fc2_w, fc2_b, zero, wide1, wide2, hidden, out):
+        # x (N, C0, H*W) images of height x width; wide1 (threads, C1, H1*W); wide2 (threads, TILE,
+        # C2*H2*W): the tile's conv2 maps, fc1's rows; fc1_w (HIDDEN, C2*H2*W) on that wide layout,
+        # zero on the wrap-around columns; hidden (threads, TILE, HIDDEN); out (N, L)
         if len(stamp) == 0:                                 # never: the stamp only keys the cache
             return
         n = x.shape[0]
+        c2 = w2.shape[0]
         rows1 = height - w1.shape[2] + 1
         rows2 = rows1 - w2.shape[2] + 1
         cols2 = width - w1.shape[3] + 1 - w2.shape[3] + 1
-        threads = features.shape[0]
+        threads = wide2.shape[0]
         tiles = (n + TILE - 1) // TILE
         for t in numba.prange(threads):
             for tile in range(t * tiles // threads, (t + 1) * tiles // threads):
@@ -174,13 +180,13 @@ def _kernel(parallel: bool):
                 rows = min(TILE, n - i0)
                 for r in range(rows):
                     _conv_wide_rows(x[i0 + r], height, width, w1, b1, zero, wide1[t])
-                    _conv_wide_rows(wide1[t], rows1, width, w2, b2, zero, wide2[t])
-                    f = features[t, r]
-                    for c in range(w2.shape[0]):            # flatten: valid columns only, NCHW order
+                    maps = wide2[t, r].reshape((c2, rows2 * width))
+                    _conv_wide_rows(wide1[t], rows1, width, w2, b2, zero, maps)
+                    for c in range(c2):                     # wrap-around columns: 0, so 0 * them is 0
                         for y in range(rows2):
-                            for z in range(cols2):
-                                f[(c * rows2 + y) * cols2 + z] = wide2[t, c, y * width + z]
-                gemm_row_block(features[t, :rows], 0, fc1_w, fc1_b, True, zero, hidden[t, :rows])
+                            for z in range(cols2, width):
+                                maps[c, y * width + z] = zero
+                gemm_row_block(wide2[t, :rows], 0, fc1_w, fc1_b, True, zero, hidden[t, :rows])
                 gemm_row_block(hidden[t, :rows], 0, fc2_w, fc2_b, False, zero, out[i0:i0 + rows])
 
     return numba.njit(parallel=parallel, cache=True, fastmath={"reassoc", "contract"})(forward)
@@ -232,6 +238,20 @@ def flops_per_image(params: FusedParams, image_shape) -> int:
                 + params.fc1_weight.size + params.fc2_weight.size)
 
 
+def kernel_arrays(params: FusedParams, image_shape) -> tuple:
+    """The parameters as the kernel takes them: fc1's weight on conv2's wide layout (C2, H2, W),
+    its columns for the wrap-around positions x >= W2 zero, so fc1 reads the conv2 maps where
+    they are and no flatten copies them (that copy took 18% of a 3-2-21 network's time)."""
+    _, h, w = image_shape
+    c2, _, k2h, k2w = params.conv2_weight.shape
+    h2, w2 = h - params.conv1_weight.shape[2] - k2h + 2, w - params.conv1_weight.shape[3] - k2w + 2
+    hidden = params.fc1_weight.shape[0]
+    wide = np.zeros((hidden, c2, h2, w), params.fc1_weight.dtype)
+    wide[..., :w2] = params.fc1_weight.reshape(hidden, c2, h2, w2)
+    arrays = params.arrays()
+    return (*arrays[:4], wide.reshape(hidden, -1), *arrays[5:])
+
+
 class Workspace:
     """Per-thread buffers for ``fused_cnn``, kept between calls: allocated for the most threads
     Numba may run, so a serial call after a parallel one (a batch's last, small chunk) reuses them."""
@@ -253,7 +273,7 @@ class Workspace:
         c1, _, k1h, _ = params.conv1_weight.shape
         c2, _, k2h, _ = params.conv2_weight.shape
         h1, h2 = h - k1h + 1, h - k1h - k2h + 2
-        shapes = ((c1, h1 * w), (c2, h2 * w), (TILE, params.fc1_weight.shape[1]), (TILE, params.fc1_weight.shape[0]))
+        shapes = ((c1, h1 * w), (TILE, c2 * h2 * w), (TILE, params.fc1_weight.shape[0]))
         dtype = params.conv1_weight.dtype
         key = (shapes, dtype)
         held = self._arrays.get(key)
@@ -307,7 +327,7 @@ def fused_cnn(x: np.ndarray, params: FusedParams, out: np.ndarray | None = None,
     _check_images(x)
     check_params(params, x.shape[1:])
     _check_dtype(x, params.conv1_weight.dtype)
-    return _launch(x, params, params.arrays(), out, workspace or Workspace())
+    return _launch(x, params, kernel_arrays(params, x.shape[1:]), out, workspace or Workspace())
 
 
 class FusedCNN:
@@ -323,7 +343,7 @@ class FusedCNN:
     def __init__(self, params: FusedParams, image_shape: tuple[int, int, int]):
         check_params(params, tuple(image_shape))
         self.params, self.image_shape = params, tuple(image_shape)
-        self._arrays = params.arrays()
+        self._arrays = kernel_arrays(params, self.image_shape)
         self._dtype = params.conv1_weight.dtype
         self.workspace = Workspace()
         self._serial_call = None            # (serial kernel, its arguments after the images), on first use

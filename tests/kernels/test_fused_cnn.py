@@ -118,7 +118,8 @@ def test_bound_network_checks_once_and_computes_the_same_on_any_batch():
     assert first == [a.ctypes.data for a in net.workspace.get(params, (1, 10, 12), 1)]
     other = random_params(rng, 1, 3, (3, 3), 2, (3, 3), 5, 4, 10, 12, np.float32)
     buffers = net.workspace.get(other, (1, 10, 12), 1)
-    assert [b.shape[1:] for b in buffers] == [(3, 8 * 12), (2, 6 * 12), (4, 2 * 6 * 8), (4, 5)]
+    # conv1's maps, the tile's conv2 maps on the wide layout (fc1's rows), the tile's hidden units
+    assert [b.shape[1:] for b in buffers] == [(3, 8 * 12), (4, 2 * 6 * 12), (4, 5)]
     assert_close(fc.fused_cnn(x, other, workspace=net.workspace), oracle(x, other), np.float32)
     for n in (3, 7, fc.SERIAL_BELOW - 1):       # small batches, after another network used the workspace
         assert_close(net(x[:n]), want[:n], np.float32)
