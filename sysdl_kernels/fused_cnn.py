@@ -40,7 +40,8 @@ Reference: ``fused_cnn_reference`` (numpy, via numba_gemm's references). Sums ar
 different order from torch's (float32 results agree to ~1e-5 relative); IEEE specials propagate
 as in torch. Input in any layout (copied to contiguous when needed), float32 or float64.
 
-    python -m sysdl_kernels.fused_cnn      # compiles, checks against the reference, prints GFLOP/s
+    python -m sysdl_kernels.fused_cnn      # compiles, checks a 4-2-25 network, prints each phase's time
+    python -m sysdl_kernels.fused_cnn --checkpoint runs/pruned_selected.pt --batch 1000
 """
 
 from __future__ import annotations
@@ -152,14 +153,21 @@ def _helpers_hash() -> str:
     return hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (numba_layers, numba_gemm))).hexdigest()
 
 
+PHASES = ("conv1", "conv2", "fc1", "fc2")   # the kernel's stages, in order (``phase_times``)
+
+
 @functools.lru_cache(maxsize=None)
-def _kernel(parallel: bool):
+def _kernel(parallel: bool, through: int = len(PHASES)):
     """The forward kernel, parallel over threads or serial, compiled on first use and cached on
-    disk. Numba names a cache entry after the function, not its flags, and checks only its own
-    file for changes; so ``stamp``, a closure constant that Numba hashes into the entry's key,
-    holds the build and the sources it inlines: neither build loads the other's code, and an
-    edit to numba_layers or numba_gemm recompiles it."""
-    stamp = f"{'parallel' if parallel else 'serial'} {_helpers_hash()}"
+    disk. ``through`` < 4 builds a kernel that stops after the first ``through`` PHASES, for
+    ``phase_times``: a closure constant, so the full kernel has no branch for it. Numba names a
+    cache entry after the function, not its flags, and checks only its own file for changes; so
+    ``stamp``, a closure constant that Numba hashes into the entry's key, holds the build and the
+    sources it inlines: no build loads another's code, and an edit to numba_layers or numba_gemm
+    recompiles it."""
+    if not 1 <= through <= len(PHASES):
+        raise ValueError(f"through must be 1..{len(PHASES)}, got {through}")
+    stamp = f"{'parallel' if parallel else 'serial'} through {through} {_helpers_hash()}"
 
     def forward(x, height, width, w1, b1, w2, b2, fc1_w, fc1_b, fc2_w, fc2_b, zero, wide1, wide2, hidden, out):
         # x (N, C0, H*W) images of height x width; wide1 (threads, C1, H1*W); wide2 (threads, TILE,
@@ -180,14 +188,17 @@ def _kernel(parallel: bool):
                 rows = min(TILE, n - i0)
                 for r in range(rows):
                     _conv_wide_rows(x[i0 + r], height, width, w1, b1, zero, wide1[t])
-                    maps = wide2[t, r].reshape((c2, rows2 * width))
-                    _conv_wide_rows(wide1[t], rows1, width, w2, b2, zero, maps)
-                    for c in range(c2):                     # wrap-around columns: 0, so 0 * them is 0
-                        for y in range(rows2):
-                            for z in range(cols2, width):
-                                maps[c, y * width + z] = zero
-                gemm_row_block(wide2[t, :rows], 0, fc1_w, fc1_b, True, zero, hidden[t, :rows])
-                gemm_row_block(hidden[t, :rows], 0, fc2_w, fc2_b, False, zero, out[i0:i0 + rows])
+                    if through >= 2:
+                        maps = wide2[t, r].reshape((c2, rows2 * width))
+                        _conv_wide_rows(wide1[t], rows1, width, w2, b2, zero, maps)
+                        for c in range(c2):                 # wrap-around columns: 0, so 0 * them is 0
+                            for y in range(rows2):
+                                for z in range(cols2, width):
+                                    maps[c, y * width + z] = zero
+                if through >= 3:
+                    gemm_row_block(wide2[t, :rows], 0, fc1_w, fc1_b, True, zero, hidden[t, :rows])
+                if through >= 4:
+                    gemm_row_block(hidden[t, :rows], 0, fc2_w, fc2_b, False, zero, out[i0:i0 + rows])
 
     return numba.njit(parallel=parallel, cache=True, fastmath={"reassoc", "contract"})(forward)
 
@@ -227,15 +238,21 @@ def check_params(params: FusedParams, image_shape: tuple[int, int, int]) -> None
             raise ValueError(f"{name} must have shape {shape}, got {getattr(params, name).shape}")
 
 
-def flops_per_image(params: FusedParams, image_shape) -> int:
-    """Multiply-adds x 2 of one image's forward pass (the analytic count, wrap-around work excluded)."""
+def layer_flops(params: FusedParams, image_shape) -> dict[str, int]:
+    """Multiply-adds x 2 of one image's forward pass, by PHASES (the analytic count: wrap-around
+    work and fc1's zero columns excluded)."""
     _, h, w = image_shape
     c1, c0, k1h, k1w = params.conv1_weight.shape
     c2, _, k2h, k2w = params.conv2_weight.shape
     h1, w1 = h - k1h + 1, w - k1w + 1
     h2, w2 = h1 - k2h + 1, w1 - k2w + 1
-    return 2 * (c1 * h1 * w1 * c0 * k1h * k1w + c2 * h2 * w2 * c1 * k2h * k2w
-                + params.fc1_weight.size + params.fc2_weight.size)
+    return {"conv1": 2 * c1 * h1 * w1 * c0 * k1h * k1w, "conv2": 2 * c2 * h2 * w2 * c1 * k2h * k2w,
+            "fc1": 2 * params.fc1_weight.size, "fc2": 2 * params.fc2_weight.size}
+
+
+def flops_per_image(params: FusedParams, image_shape) -> int:
+    """Multiply-adds x 2 of one image's forward pass (``layer_flops``, all layers)."""
+    return sum(layer_flops(params, image_shape).values())
 
 
 def kernel_arrays(params: FusedParams, image_shape) -> tuple:
@@ -295,8 +312,10 @@ def _check_dtype(x, dtype) -> None:
         raise TypeError(f"x is {x.dtype} but the parameters are {dtype}")
 
 
-def _launch(x: np.ndarray, params: FusedParams, arrays: tuple, out, workspace: Workspace) -> np.ndarray:
-    """Check ``out`` (or allocate it) and run the kernel on x, whose shape fits ``params``."""
+def _launch(x: np.ndarray, params: FusedParams, arrays: tuple, out, workspace: Workspace,
+            through: int = len(PHASES)) -> np.ndarray:
+    """Check ``out`` (or allocate it) and run the kernel (through its first ``through`` PHASES)
+    on x, whose shape fits ``params``."""
     dtype = params.conv1_weight.dtype
     n = x.shape[0]
     shape = (n, params.fc2_weight.shape[0])
@@ -313,7 +332,7 @@ def _launch(x: np.ndarray, params: FusedParams, arrays: tuple, out, workspace: W
     threads = 1 if serial else max(1, min(numba.get_num_threads(), (n + TILE - 1) // TILE))
     buffers = workspace.get(params, x.shape[1:], threads)
     flat = np.ascontiguousarray(x).reshape(n, x.shape[1], -1)
-    _kernel(not serial)(flat, x.shape[2], x.shape[3], *arrays, dtype.type(0), *buffers, out)
+    _kernel(not serial, through)(flat, x.shape[2], x.shape[3], *arrays, dtype.type(0), *buffers, out)
     return out
 
 
@@ -372,23 +391,74 @@ class FusedCNN:
         return out
 
 
-if __name__ == "__main__":
-    import time
+def phase_times(params: FusedParams, x: np.ndarray, repeats: int = 5, min_sample: float = 0.02) -> dict[str, float]:
+    """Seconds per call that each of PHASES adds on images x: kernels stopping after conv1, conv2,
+    fc1 and fc2, timed interleaved (``runtime.interleaved_per_call``, samples of ``min_sample``
+    seconds), each phase the difference of two cumulative medians (so a tiny phase may read
+    slightly negative: noise)."""
+    import statistics
 
+    from sysdl_kernels.runtime import interleaved_per_call
+
+    _check_images(x)
+    check_params(params, x.shape[1:])
+    _check_dtype(x, params.conv1_weight.dtype)
+    arrays, space = kernel_arrays(params, x.shape[1:]), Workspace()
+    out = np.empty((len(x), params.fc2_weight.shape[0]), params.conv1_weight.dtype)
+    cumulative = {phase: functools.partial(_launch, x, params, arrays, out, space, through=k + 1)
+                  for k, phase in enumerate(PHASES)}
+    samples, _ = interleaved_per_call(cumulative, repeats, min_sample)
+    medians = [statistics.median(samples[phase]) for phase in PHASES]
+    return {phase: medians[k] - (medians[k - 1] if k else 0.0) for k, phase in enumerate(PHASES)}
+
+
+def _main(argv=None) -> int:
+    """Check a network against the reference and print where its kernel's time goes, by phase."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sysdl_kernels.fused_cnn", description=_main.__doc__)
+    parser.add_argument("--checkpoint", help="a sysdl checkpoint of a network without pooling (e.g. "
+                        "runs/pruned_selected.pt; default: random weights of a 4-2-25 network)")
+    parser.add_argument("--batch", type=int, default=1000, help="images per call (default 1000)")
+    parser.add_argument("--peak", type=float, default=None, help="the machine's fp32 peak, GFLOP/s, for "
+                        "percent of peak (default: peaks.theoretical_fma_peak of this CPU)")
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error(f"--batch must be at least 1, got {args.batch}")
     rng = np.random.default_rng(0)
-    shapes = ((4, 1, 3, 3), (4,), (2, 4, 3, 3), (2,), (25, 2 * 24 * 24), (25,), (10, 25), (10,))
-    params = FusedParams.from_arrays(*(rng.standard_normal(s) * 0.3 for s in shapes))
-    images = rng.random((1000, 1, 28, 28), dtype=np.float32)
-    got = fused_cnn(images, params)
-    print(f"max |fused - reference| = {np.abs(got - fused_cnn_reference(images, params)).max():.2e}")
-    space = Workspace()
-    for batch in (1000, 1):
-        x = images[:batch]
-        fused_cnn(x, params, workspace=space)
-        calls = max(20, 20000 // batch)
-        start = time.perf_counter()
-        for _ in range(calls):
-            fused_cnn(x, params, workspace=space)
-        seconds = (time.perf_counter() - start) / calls
-        flops = batch * flops_per_image(params, x.shape[1:])
-        print(f"4-2-25, batch {batch}: {seconds * 1e6:.1f} us per call, {flops / seconds / 1e9:.1f} GFLOP/s")
+    if args.checkpoint:
+        from sysdl_kernels.matmul_net import MatmulNet
+        try:
+            net = MatmulNet.from_checkpoint(args.checkpoint)
+        except (OSError, ValueError) as error:
+            parser.error(f"--checkpoint {args.checkpoint}: {error}")
+        if not net.fusable:
+            parser.error(f"--checkpoint {args.checkpoint}: the network pools; the fused kernel has no pooling")
+        params, name = net.fused_params(), args.checkpoint
+    else:
+        shapes = ((4, 1, 3, 3), (4,), (2, 4, 3, 3), (2,), (25, 2 * 24 * 24), (25,), (10, 25), (10,))
+        params, name = FusedParams.from_arrays(*(rng.standard_normal(s) * 0.3 for s in shapes)), "random 4-2-25"
+    sizes = "-".join(str(n) for n in (params.conv1_weight.shape[0], params.conv2_weight.shape[0],
+                                       params.fc1_weight.shape[0]))
+    images = rng.random((args.batch, params.conv1_weight.shape[1], 28, 28), dtype=np.float32)
+    error = np.abs(fused_cnn(images, params) - fused_cnn_reference(images, params)).max()
+    print(f"{name} ({sizes}), batch {args.batch}: max |fused - reference| = {error:.2e}")
+    if args.peak is None:
+        from sysdl_kernels import peaks
+        args.peak = peaks.theoretical_fma_peak(peaks.cpu_facts()) / 1e9
+    times, flops = phase_times(params, images), layer_flops(params, images.shape[1:])
+    total = sum(times.values())
+    print(f"{'phase':<6} {'us/call':>9} {'share':>6} {'GFLOP/s':>8} {'% peak':>7}")
+    for phase, seconds in [*times.items(), ("all", total)]:
+        work = args.batch * (flops[phase] if phase in flops else sum(flops.values()))
+        rate = work / seconds / 1e9 if seconds > 0 else float("nan")
+        print(f"{phase:<6} {seconds * 1e6:9.1f} {seconds / total:6.1%} {rate:8.1f} {rate / args.peak:7.1%}")
+    print(f"(interleaved medians; % of a {args.peak:.1f} GFLOP/s peak)")
+    return 0
+
+
+if __name__ == "__main__":
+    from sysdl_kernels.runtime import set_process_environment
+
+    set_process_environment()
+    raise SystemExit(_main())

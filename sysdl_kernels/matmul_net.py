@@ -210,14 +210,18 @@ class MatmulNet:
             return
         self._forward_layered(x, logits)
 
+    def fused_params(self):
+        """The network's parameters as ``fused_cnn.FusedParams`` (float32, fc1 in NCHW flatten order)."""
+        from sysdl_kernels import fused_cnn
+        c1, c2 = self.convs
+        return fused_cnn.FusedParams.from_arrays(c1.weight.numpy(), c1.bias.numpy(), c2.weight.numpy(),
+                                                 c2.bias.numpy(), self.fc1_w.numpy(), self.fc1_b.numpy(),
+                                                 self.fc2_w.numpy(), self.fc2_b.numpy())
+
     def _forward_fused(self, x: torch.Tensor, logits: torch.Tensor) -> None:
         if self._fused is None:
             from sysdl_kernels import fused_cnn
-            c1, c2 = self.convs
-            params = fused_cnn.FusedParams.from_arrays(c1.weight.numpy(), c1.bias.numpy(), c2.weight.numpy(),
-                                                       c2.bias.numpy(), self.fc1_w.numpy(), self.fc1_b.numpy(),
-                                                       self.fc2_w.numpy(), self.fc2_b.numpy())
-            self._fused = fused_cnn.FusedCNN(params, self.image_shape)
+            self._fused = fused_cnn.FusedCNN(self.fused_params(), self.image_shape)
         self._fused(x.numpy(), out=logits.numpy())
 
     def _forward_layered(self, x: torch.Tensor, logits: torch.Tensor) -> None:

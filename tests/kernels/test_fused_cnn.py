@@ -132,7 +132,45 @@ def test_bound_network_checks_once_and_computes_the_same_on_any_batch():
 def test_flops_per_image_counts_the_layers():
     rng = np.random.default_rng(4)
     params = random_params(rng, 1, 4, (3, 3), 2, (3, 3), 25, 10, 28, 28, np.float32)
+    assert fc.layer_flops(params, (1, 28, 28)) == {"conv1": 2 * 4 * 26 * 26 * 9, "conv2": 2 * 2 * 24 * 24 * 4 * 9,
+                                                   "fc1": 2 * 25 * 1152, "fc2": 2 * 10 * 25}
     assert fc.flops_per_image(params, (1, 28, 28)) == 2 * (4 * 26 * 26 * 9 + 2 * 24 * 24 * 4 * 9 + 25 * 1152 + 10 * 25)
+
+
+def test_kernel_stopped_after_a_phase_computes_that_phase():
+    """The profile's kernels (``through`` < 4) compute their first phases as the full one does:
+    through 3, the tile's hidden units in the workspace are the full kernel's; through 1 nothing
+    past conv1 is written (out keeps its fill)."""
+    rng = np.random.default_rng(8)
+    params = random_params(rng, 1, 3, (3, 3), 2, (3, 3), 6, 4, 12, 11, np.float32)
+    x = rng.standard_normal((3, 1, 12, 11)).astype(np.float32)
+    arrays = fc.kernel_arrays(params, x.shape[1:])
+    full, part = fc.Workspace(), fc.Workspace()
+    want = fc._launch(x, params, arrays, None, full)
+    fc._launch(x, params, arrays, None, part, through=3)
+    hidden = [b for b in full.get(params, x.shape[1:], 1)][-1]
+    np.testing.assert_array_equal(part.get(params, x.shape[1:], 1)[-1][0, :3], hidden[0, :3])
+    assert_close(want, oracle(x, params), np.float32)
+    untouched = np.full((3, 4), 7.0, np.float32)
+    fc._launch(x, params, arrays, untouched, part, through=1)
+    assert (untouched == 7.0).all()
+    with pytest.raises(ValueError, match="through must be 1..4"):
+        fc._kernel(False, 5)
+
+
+def test_phase_profile_prints_every_phase(capsys):
+    """`python -m sysdl_kernels.fused_cnn`: checked against the reference, then each phase's time
+    (positive in total), its share and rate; a checkpoint that is not one is a usage error."""
+    assert fc._main(["--batch", "3", "--peak", "100"]) == 0         # serial: the builds the test above made
+    lines = capsys.readouterr().out.splitlines()
+    error = float(lines[0].rsplit("= ", 1)[1])
+    assert error < 1e-4
+    rows = {line.split()[0]: line.split() for line in lines[2:-1]}
+    assert list(rows) == [*fc.PHASES, "all"]
+    assert float(rows["all"][1]) > 0 and rows["all"][2] == "100.0%"
+    with pytest.raises(SystemExit) as exit_:
+        fc._main(["--checkpoint", "/nonexistent.pt"])
+    assert exit_.value.code == 2
 
 
 def _params(**change):
