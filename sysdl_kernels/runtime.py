@@ -138,16 +138,18 @@ def calls_per_sample(one_call: float, min_sample: float) -> int:
 
 
 def shortest_call(fn, calls: int = 3, enough: float = math.inf, sync=None) -> float:
-    """The shortest of up to ``calls`` calls, fewer once one takes ``enough`` seconds: one call
-    preempted by another process would mislead a count based on it."""
+    """The shortest of up to ``calls`` calls, fewer once one after the first takes ``enough``
+    seconds: one call preempted by another process would mislead a count based on it, and the
+    first may be a JIT compile (a microsecond kernel's first call took seconds, its count became 1
+    and single-call samples let MatmulNet pick its 5x slower program at batch 1)."""
     sync = sync or (lambda: None)
     best = math.inf
-    for _ in range(calls):
+    for count in range(1, calls + 1):
         start = time.perf_counter()
         fn()
         sync()
         best = min(best, time.perf_counter() - start)
-        if best >= enough:
+        if best >= enough and count >= 2:
             break
     return best
 
