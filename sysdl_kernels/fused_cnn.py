@@ -434,13 +434,14 @@ def _main(argv=None) -> int:
             parser.error(f"--checkpoint {args.checkpoint}: {error}")
         if not net.fusable:
             parser.error(f"--checkpoint {args.checkpoint}: the network pools; the fused kernel has no pooling")
-        params, name = net.fused_params(), args.checkpoint
+        params, name, image_shape = net.fused_params(), args.checkpoint, net.image_shape
     else:
         shapes = ((4, 1, 3, 3), (4,), (2, 4, 3, 3), (2,), (25, 2 * 24 * 24), (25,), (10, 25), (10,))
         params, name = FusedParams.from_arrays(*(rng.standard_normal(s) * 0.3 for s in shapes)), "random 4-2-25"
+        image_shape = (1, 28, 28)
     sizes = "-".join(str(n) for n in (params.conv1_weight.shape[0], params.conv2_weight.shape[0],
                                        params.fc1_weight.shape[0]))
-    images = rng.random((args.batch, params.conv1_weight.shape[1], 28, 28), dtype=np.float32)
+    images = rng.random((args.batch, *image_shape), dtype=np.float32)
     error = np.abs(fused_cnn(images, params) - fused_cnn_reference(images, params)).max()
     print(f"{name} ({sizes}), batch {args.batch}: max |fused - reference| = {error:.2e}")
     if args.peak is None:

@@ -158,9 +158,10 @@ def test_kernel_stopped_after_a_phase_computes_that_phase():
         fc._kernel(False, 5)
 
 
-def test_phase_profile_prints_every_phase(capsys):
+def test_phase_profile_prints_every_phase(capsys, trained_small_checkpoint):
     """`python -m sysdl_kernels.fused_cnn`: checked against the reference, then each phase's time
-    (positive in total), its share and rate; a checkpoint that is not one is a usage error."""
+    (positive in total), its share and rate, on random weights and on a trained checkpoint; a
+    checkpoint that is not one is a usage error."""
     assert fc._main(["--batch", "3", "--peak", "100"]) == 0         # serial: the builds the test above made
     lines = capsys.readouterr().out.splitlines()
     error = float(lines[0].rsplit("= ", 1)[1])
@@ -168,6 +169,9 @@ def test_phase_profile_prints_every_phase(capsys):
     rows = {line.split()[0]: line.split() for line in lines[2:-1]}
     assert list(rows) == [*fc.PHASES, "all"]
     assert float(rows["all"][1]) > 0 and rows["all"][2] == "100.0%"
+    assert fc._main(["--checkpoint", str(trained_small_checkpoint), "--batch", "3", "--peak", "100"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "(3-4-20), batch 3" in first and float(first.rsplit("= ", 1)[1]) < 1e-4
     with pytest.raises(SystemExit) as exit_:
         fc._main(["--checkpoint", "/nonexistent.pt"])
     assert exit_.value.code == 2
