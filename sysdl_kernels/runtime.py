@@ -4,6 +4,7 @@
     configure_cpu_runtime(2)                         # torch (and Numba) threads, glibc keeps large blocks
     times = interleaved({"a": f, "b": g}, repeats=10)   # A B, A B, ...: fair ratios on a noisy machine
     per_call, calls = interleaved_per_call({"a": f, "b": g}, repeats=5, min_sample=1e-3)   # microsecond calls too
+    warn_if_busy("sysdl infer-bench")                # one stderr line when other processes hold cores
 
 ``configure_cpu_runtime`` fixes the thread count and tells glibc's allocator to keep large
 blocks on its heap. By default glibc serves blocks over 128 KiB-32 MiB (a dynamic threshold)
@@ -25,6 +26,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 
 def set_process_environment() -> None:
@@ -106,6 +108,46 @@ def configure_cpu_runtime(num_threads: int | None = None) -> dict:
         raise RuntimeError(f"torch runs {torch.get_num_threads()} threads after set_num_threads({threads})")
     return {"torch_threads": threads, "numba_threads": numba.get_num_threads(),
             "numba_threading_layer": numba.threading_layer(), "malloc_keep_large": keep_large_allocations()}
+
+
+def _cpu_jiffies(stat_text: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs from /proc/stat's first line ("cpu user nice system
+    idle iowait irq softirq steal ..."): idle and iowait are not busy."""
+    fields = [int(v) for v in stat_text.split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])
+    return total - fields[3] - fields[4], total
+
+
+def other_load(seconds: float = 0.25) -> float | None:
+    """Cores' worth of CPU time that other processes used over ``seconds`` (this process's own
+    threads subtracted, e.g. OpenMP threads still spinning); None where /proc/stat is missing."""
+    try:
+        stat = Path("/proc/stat")
+        busy0, total0 = _cpu_jiffies(stat.read_text())
+        own0, start = sum(os.times()[:2]), time.monotonic()
+        time.sleep(seconds)
+        busy1, total1 = _cpu_jiffies(stat.read_text())
+        own1, elapsed = sum(os.times()[:2]), time.monotonic() - start
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    cores = os.cpu_count() or 1
+    busy = (busy1 - busy0) / (total1 - total0) * cores       # of all cores, over the window
+    return max(0.0, busy - (own1 - own0) / elapsed)
+
+
+def warn_if_busy(what: str, limit: float = 0.5, seconds: float = 0.25) -> float | None:
+    """Before a timing: print one line to stderr when other processes keep more than ``limit``
+    cores busy. On 2 cores one other CPU-bound process makes a 2-thread torch or Numba job wait
+    at every parallel region for the thread it holds (measured: pruning steps 7-10x slower), so a
+    timing taken then is not the machine's. Returns the load measured (None: not measurable)."""
+    import sys
+    load = other_load(seconds)
+    if load is not None and load > limit:
+        print(f"warning: other processes kept {load:.1f} of {os.cpu_count() or 1} cores busy; {what}'s timings "
+              f"will be slow and noisy: pause them or run on a quiet machine", file=sys.stderr)
+    return load
 
 
 def median_seconds(fn, repeats: int = 10, warmup: int = 2, sync=None) -> float:

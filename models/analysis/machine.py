@@ -34,8 +34,9 @@ from models.shared.errors import UserError
 def measure(threads: int) -> dict:
     """Every figure, in FLOP/s and bytes/s, with the facts and sources behind the theoretical peak."""
     from sysdl_kernels import peaks
-    from sysdl_kernels.runtime import configure_cpu_runtime
+    from sysdl_kernels.runtime import configure_cpu_runtime, warn_if_busy
     runtime = configure_cpu_runtime(threads)
+    warn_if_busy("sysdl machine")
     facts = peaks.cpu_facts()
     return {"threads": runtime["torch_threads"], "facts": facts,
             "theoretical_fma_peak": peaks.theoretical_fma_peak(facts, runtime["torch_threads"]),

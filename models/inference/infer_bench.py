@@ -191,7 +191,7 @@ def main(args) -> int:
     import pandas as pd
     from models.data.datasets import load_dataset
     from models.training.provenance import provenance
-    from sysdl_kernels.runtime import configure_cpu_runtime
+    from sysdl_kernels.runtime import configure_cpu_runtime, warn_if_busy
 
     configure_cpu_runtime(args.threads)
     original = Path(args.original)
@@ -214,6 +214,8 @@ def main(args) -> int:
     repeats, batches, checked = args.repeats, BATCH_SIZES, INTERPRETER_IMAGES
     if args.quick:
         x, y, repeats, batches, checked = x[:2000], y[:2000], 1, (64, 1000), QUICK_INTERPRETER_IMAGES
+    else:
+        warn_if_busy("sysdl infer-bench")
     rows, checks = run(original, pruned, x, y, repeats=repeats, batch_sizes=batches, interpreter_images=checked)
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(x)} test images; time for all of them (speedup over (a) on the same device, GFLOP/s, percent of "

@@ -134,6 +134,9 @@ def main(args) -> int:
     rounds = 2 if args.quick else args.rounds
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
+    if not args.quick:
+        from sysdl_kernels.runtime import warn_if_busy
+        warn_if_busy("sysdl bench-train")
     ctx = mp.get_context("spawn")
     workers = {}
     for loop in LOOPS:

@@ -127,3 +127,21 @@ def test_per_call_timing_counts_past_a_slow_first_call():
     seen.clear()
     _, calls = runtime.interleaved_per_call({"jit": compiles_then_fast}, repeats=2, min_sample=2e-3)
     assert calls["jit"] >= 2, calls
+
+
+def test_busy_machine_is_measured_from_proc_stat_and_warned_of(monkeypatch, capsys):
+    """/proc/stat's first line: idle and iowait are not busy; other_load is a share of the cores
+    (this process's own time subtracted); warn_if_busy says so in one stderr line only above its
+    limit."""
+    from sysdl_kernels import runtime
+    busy, total = runtime._cpu_jiffies("cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    assert (busy, total) == (160, 1000)
+    load = runtime.other_load(0.05)
+    assert load is None or 0.0 <= load <= (os.cpu_count() or 1) + 0.5
+    monkeypatch.setattr(runtime, "other_load", lambda seconds: 1.3)
+    assert runtime.warn_if_busy("sysdl infer-bench") == 1.3
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "1.3 of" in err[0] and "sysdl infer-bench" in err[0]
+    monkeypatch.setattr(runtime, "other_load", lambda seconds: 0.2)
+    runtime.warn_if_busy("sysdl machine")
+    assert capsys.readouterr().err == ""
