@@ -427,13 +427,19 @@ def _main(argv=None) -> int:
         parser.error(f"--batch must be at least 1, got {args.batch}")
     rng = np.random.default_rng(0)
     if args.checkpoint:
+        import pickle
+        import sys
+
         from sysdl_kernels.matmul_net import MatmulNet
         try:
             net = MatmulNet.from_checkpoint(args.checkpoint)
-        except (OSError, ValueError) as error:
-            parser.error(f"--checkpoint {args.checkpoint}: {error}")
-        if not net.fusable:
-            parser.error(f"--checkpoint {args.checkpoint}: the network pools; the fused kernel has no pooling")
+            problem = None if net.fusable else "the network pools, and the fused kernel has no pooling"
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as error:
+            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if problem is not None:         # a user error: one line, exit 2
+            print(f"{parser.prog}: error: --checkpoint {args.checkpoint}: {problem}; name a sysdl checkpoint "
+                  f"of a network without pooling (e.g. runs/pruned_selected.pt)", file=sys.stderr)
+            return 2
         params, name, image_shape = net.fused_params(), args.checkpoint, net.image_shape
     else:
         shapes = ((4, 1, 3, 3), (4,), (2, 4, 3, 3), (2,), (25, 2 * 24 * 24), (25,), (10, 25), (10,))

@@ -158,7 +158,7 @@ def test_kernel_stopped_after_a_phase_computes_that_phase():
         fc._kernel(False, 5)
 
 
-def test_phase_profile_prints_every_phase(capsys, trained_small_checkpoint):
+def test_phase_profile_prints_every_phase(capsys, tmp_path, trained_small_checkpoint):
     """`python -m sysdl_kernels.fused_cnn`: checked against the reference, then each phase's time
     (positive in total), its share and rate, on random weights and on a trained checkpoint; a
     checkpoint that is not one is a usage error."""
@@ -172,9 +172,12 @@ def test_phase_profile_prints_every_phase(capsys, trained_small_checkpoint):
     assert fc._main(["--checkpoint", str(trained_small_checkpoint), "--batch", "3", "--peak", "100"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert "(3-4-20), batch 3" in first and float(first.rsplit("= ", 1)[1]) < 1e-4
-    with pytest.raises(SystemExit) as exit_:
-        fc._main(["--checkpoint", "/nonexistent.pt"])
-    assert exit_.value.code == 2
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    for path in ("/nonexistent.pt", str(garbage)):
+        assert fc._main(["--checkpoint", path]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("python -m sysdl_kernels.fused_cnn: error: --checkpoint") and "\n" not in err, err
 
 
 def _params(**change):
